@@ -1,0 +1,1 @@
+//! Emit: from a resolved plan to images.

@@ -1,0 +1,1 @@
+//! The manifest language: parse (KDL with spans) and resolve (a validated plan).

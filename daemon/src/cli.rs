@@ -1,0 +1,122 @@
+//! The `espfleet` command line: argument definitions and dispatch.
+//!
+//! Each subcommand lives in its own module with an `Args` type and a `run` function.
+//! Exit codes (stable, scripts rely on them):
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | success |
+//! | 1 | the work failed: invalid manifest or input, a failed build, a failed flash |
+//! | 2 | usage error (bad arguments), as clap reports it |
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod build;
+mod check;
+mod partitions;
+mod schema;
+
+/// Global options shared by every subcommand.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GlobalOpts {
+    /// Print less: no progress bars, only errors.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// Print more (repeat for more detail). Logs go to stderr.
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// When to use colour in diagnostics.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+/// When to colour output.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// Colour when stderr is a terminal.
+    Auto,
+    /// Always colour.
+    Always,
+    /// Never colour.
+    Never,
+}
+
+/// espfleet compiles KDL device manifests into the flash images ESP-AT reads, and flashes them.
+#[derive(Debug, Parser)]
+#[command(name = "espfleet", version, propagate_version = true, max_term_width = 100)]
+#[command(after_help = "Start with `espfleet check manifests/examples/wroom-32.kdl`, then \
+`espfleet build manifests/examples/wroom-32.kdl --out out/`.\nThe manifest language is \
+documented in manifests/README.md; `espfleet schema` prints its JSON Schema.")]
+pub struct Cli {
+    #[command(flatten)]
+    global: GlobalOpts,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate manifests; print every problem with its place in the manifest.
+    Check(check::CheckArgs),
+    /// Build the images of one or more manifests into OUT/<manifest name>/.
+    Build(build::BuildArgs),
+    /// Convert a partition table CSV to binary or back (a drop-in for gen_esp32part.py).
+    Partitions(partitions::PartitionsArgs),
+    /// Print the manifest language's JSON Schema.
+    Schema(schema::SchemaArgs),
+}
+
+/// Entry point of the `espfleet` binary: parse arguments, set up diagnostics and logging, run.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    setup(&cli.global);
+    let result = match cli.command {
+        Command::Check(args) => check::run(args, &cli.global),
+        Command::Build(args) => build::run(args, &cli.global),
+        Command::Partitions(args) => partitions::run(args, &cli.global),
+        Command::Schema(args) => schema::run(args, &cli.global),
+    };
+    match result {
+        Ok(code) => code,
+        Err(report) => {
+            eprintln!("{report:?}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Installs the miette report handler and the tracing subscriber according to the global options.
+fn setup(global: &GlobalOpts) {
+    use std::io::IsTerminal as _;
+    let color = match global.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    };
+    let _ = miette::set_hook(Box::new(move |_| {
+        Box::new(
+            miette::MietteHandlerOpts::new()
+                .color(color)
+                .unicode(color)
+                .terminal_links(false)
+                .width(100)
+                .build(),
+        )
+    }));
+    let level = match (global.quiet, global.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ESPFLEET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(color)
+        .try_init();
+}

@@ -1,0 +1,5 @@
+//! espfleet: the command-line tool, the flasher and the hotplug daemon.
+//!
+//! The binaries in `src/bin/` only parse arguments, set up logging and call into [`cli`].
+
+pub mod cli;

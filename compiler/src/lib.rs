@@ -13,9 +13,12 @@
 
 pub mod build;
 pub mod cache;
+pub mod device_match;
 pub mod catalogue;
 pub mod esp_at;
+pub mod image;
 pub mod manifest;
 pub mod nvs;
 pub mod output;
 pub mod partition_table;
+pub mod target;

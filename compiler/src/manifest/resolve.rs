@@ -89,7 +89,7 @@ pub fn load(path: &Path) -> Result<(Plan, Diagnostics), Diagnostics> {
 pub fn load_with(path: &Path, catalogue: &Catalogue) -> Result<(Plan, Diagnostics), Diagnostics> {
     let mut diags = Diagnostics::new(path.display().to_string());
     let mut files = InputFiles::default();
-    let mut stack = Vec::new();
+    let mut stack: Vec<(PathBuf, PathBuf)> = Vec::new();
     let merged = load_merged(path, None, &mut stack, &mut files, &mut diags);
     let Some((top, doc)) = merged else {
         return Err(diags);
@@ -153,16 +153,17 @@ fn read_file(
 fn load_merged(
     path: &Path,
     named_at: Option<&Place>,
-    stack: &mut Vec<PathBuf>,
+    stack: &mut Vec<(PathBuf, PathBuf)>,
     files: &mut InputFiles,
     diags: &mut Diagnostics,
 ) -> Option<(SourceFile, Document)> {
     let canonical = fs_err::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    if let Some(pos) = stack.iter().position(|p| *p == canonical) {
+    if let Some(pos) = stack.iter().position(|(c, _)| *c == canonical) {
+        // Show the paths as the manifests wrote them: stable across checkouts.
         let chain: Vec<String> = stack[pos..]
             .iter()
-            .chain(std::iter::once(&canonical))
-            .map(|p| p.display().to_string())
+            .map(|(_, shown)| shown.display().to_string())
+            .chain(std::iter::once(path.display().to_string()))
             .collect();
         let mut err = ManifestError::new(
             ErrorKind::ExtendsCycle,
@@ -219,7 +220,7 @@ fn load_merged(
         file: file.clone(),
         doc,
     };
-    stack.push(canonical);
+    stack.push((canonical, path.to_path_buf()));
     let mut bases = Vec::new();
     for base in &loaded.doc.extends {
         let base_path = loaded.file.dir().join(&base.value);

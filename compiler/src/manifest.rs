@@ -17,4 +17,4 @@ pub mod resolve;
 pub mod schema;
 
 pub use plan::Plan;
-pub use resolve::{load, load_with};
+pub use resolve::{load, load_text, load_with};

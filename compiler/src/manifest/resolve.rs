@@ -87,8 +87,27 @@ pub fn load(path: &Path) -> Result<(Plan, Diagnostics), Diagnostics> {
 
 /// [`load`] with an explicit catalogue.
 pub fn load_with(path: &Path, catalogue: &Catalogue) -> Result<(Plan, Diagnostics), Diagnostics> {
+    load_inner(path, None, catalogue)
+}
+
+/// Resolves manifest `text` as if it were the file at `path` (bases it extends are still read
+/// from disk, relative to `path`). For editors, tests and the fuzzer.
+pub fn load_text(path: &Path, text: &str) -> Result<(Plan, Diagnostics), Diagnostics> {
+    load_inner(path, Some(text), Catalogue::builtin())
+}
+
+fn load_inner(
+    path: &Path,
+    text: Option<&str>,
+    catalogue: &Catalogue,
+) -> Result<(Plan, Diagnostics), Diagnostics> {
     let mut diags = Diagnostics::new(path.display().to_string());
     let mut files = InputFiles::default();
+    if let Some(text) = text {
+        files
+            .0
+            .insert(path.to_path_buf(), Arc::from(text.as_bytes()));
+    }
     let mut stack: Vec<(PathBuf, PathBuf)> = Vec::new();
     let merged = load_merged(path, None, &mut stack, &mut files, &mut diags);
     let Some((top, doc)) = merged else {

@@ -31,4 +31,4 @@ pub mod mfg_nvs;
 pub mod pki;
 pub mod release;
 
-pub use release::{Era, Release};
+pub use release::{Era, Release, ReleaseFormats};

@@ -27,7 +27,7 @@ fn master_wroom32() -> (MfgNvs, String) {
     let enabled: BTreeSet<String> = MASTER_DEFAULTS.iter().map(|s| (*s).to_owned()).collect();
     let nvs = MfgNvs::from_raw_data_dir(
         &raw,
-        Release::Master,
+        "master".parse::<Release>().unwrap(),
         &enabled,
         "PLATFORM_ESP32",
         "WROOM-32",
@@ -54,7 +54,7 @@ fn sys_store_only_from_v4_1() {
     let enabled: BTreeSet<String> = ["AT_CUSTOMIZED_PARTITION_TABLE_SUPPORT".to_owned()].into();
     let nvs = MfgNvs::from_raw_data_dir(
         &raw,
-        Release::Master,
+        "master".parse::<Release>().unwrap(),
         &enabled,
         "PLATFORM_ESP32",
         "ESP32-SDIO",

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeSet;
 
-use super::release::{Era, Release};
+use super::release::{Era, Release, tag};
 
 /// One line of a dependency file: `<symbol>=y <name>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -27,26 +27,8 @@ const fn d(symbol: &'static str, name: &'static str) -> Dependency {
     Dependency { symbol, name }
 }
 
-/// v2.0.0.0 (`AT_MQTT_COMMAND_SUPPORT` selects all three MQTT items).
-const ERA_A0_V2_0: &[Dependency] = &[
-    d("AT_BLE_COMMAND_SUPPORT", "ble_data"),
-    d("AT_FS_COMMAND_SUPPORT", "fatfs"),
-    d("AT_SSL_SERVER_CLIENT_AUTH_SERVER", "server_cert"),
-    d("AT_SSL_SERVER_CLIENT_AUTH_SERVER", "server_key"),
-    d("AT_SSL_SERVER_SERVER_AUTH_CLIENT", "server_ca"),
-    d("AT_SSL_CLIENT_SERVER_AUTH_CLIENT", "client_cert"),
-    d("AT_SSL_CLIENT_SERVER_AUTH_CLIENT", "client_key"),
-    d("AT_SSL_CLIENT_CLIENT_AUTH_SERVER", "client_ca"),
-    d("AT_EAP_COMMAND_SUPPORT", "wpa2_cert"),
-    d("AT_EAP_COMMAND_SUPPORT", "wpa2_key"),
-    d("AT_EAP_COMMAND_SUPPORT", "wpa2_ca"),
-    d("AT_MQTT_COMMAND_SUPPORT", "mqtt_cert"),
-    d("AT_MQTT_COMMAND_SUPPORT", "mqtt_key"),
-    d("AT_MQTT_COMMAND_SUPPORT", "mqtt_ca"),
-    d("AT_CUSTOMIZED_PARTITION_TABLE_SUPPORT", "factory_param"),
-];
-
-/// `AT_partition_dependency`, v2.1.0.0–v3.0.0.0.
+/// `AT_partition_dependency`, v2.1.0.0–v3.0.0.0 (v2.0.0.0 used `AT_MQTT_COMMAND_SUPPORT` for
+/// the MQTT items; espfleet starts at v2.2.0.0).
 const ERA_A: &[Dependency] = &[
     d("AT_BLE_COMMAND_SUPPORT", "ble_data"),
     d("AT_FS_COMMAND_SUPPORT", "fatfs"),
@@ -139,16 +121,14 @@ const MASTER: &[Dependency] = &[
 
 /// The dependency list ESP-AT ships in `release`.
 pub fn for_release(release: Release) -> &'static [Dependency] {
-    if release == Release::Master {
+    if release.is_master() {
         MASTER
-    } else if release >= Release::Tag(4, 1, 0, 0) {
+    } else if release >= tag("v4.1.0.0") {
         ERA_B_V4_1
-    } else if release >= Release::Tag(3, 1, 0, 0) {
+    } else if release >= tag("v3.1.0.0") {
         ERA_B_V3
-    } else if release >= Release::Tag(2, 1, 0, 0) {
-        ERA_A
     } else {
-        ERA_A0_V2_0
+        ERA_A
     }
 }
 
@@ -276,7 +256,7 @@ pub fn check(
     let has = |n: &str| at_customize.contains(&n);
     let mut sel = Selection::default();
     match release.era() {
-        Era::A0 | Era::A => {
+        Era::A => {
             for name in names {
                 if !has(name) {
                     let symbol = deps
@@ -293,7 +273,7 @@ pub fn check(
             }
         }
         Era::B => {
-            let fs = release.filesystem_partition();
+            let fs = release.fs_partition();
             for name in names {
                 if name == "mfg_nvs" {
                     if !has(name) {
@@ -303,7 +283,7 @@ pub fn check(
                 } else if name == fs {
                     if has(name) {
                         sel.partitions.push(name.to_owned());
-                    } else if release == Release::Master {
+                    } else if release.is_master() {
                         return Err(DependencyError::FsStorageMissing);
                     } else {
                         sel.skipped.push(name.to_owned());
@@ -351,7 +331,7 @@ mod tests {
             "AT_BLE_COMMAND_SUPPORT",
             "AT_CUSTOMIZED_PARTITION_TABLE_SUPPORT",
         ]);
-        let release: Release = "v2.4.0.0".parse().unwrap();
+        let release = tag("v2.4.0.0");
         let sel = check(release, &on, &["ble_data", "factory_param"]).unwrap();
         assert_eq!(sel.partitions, vec!["ble_data", "factory_param"]);
         let err = check(release, &on, &["factory_param"]).unwrap_err();
@@ -367,13 +347,13 @@ mod tests {
             "AT_FS_COMMAND_SUPPORT",
             "AT_CUSTOMIZED_PARTITION_TABLE_SUPPORT",
         ]);
-        let v4 = "v4.1.1.0".parse().unwrap();
+        let v4 = tag("v4.1.1.0");
         let sel = check(v4, &on, &["mfg_nvs"]).unwrap();
         assert_eq!(sel.partitions, vec!["mfg_nvs"]);
         assert_eq!(sel.namespaces, vec!["ble_data", "factory_param"]);
         assert_eq!(sel.skipped, vec!["fatfs"]);
         assert_eq!(
-            check(Release::Master, &on, &["mfg_nvs"]),
+            check(tag("master"), &on, &["mfg_nvs"]),
             Err(DependencyError::FsStorageMissing)
         );
         assert!(matches!(

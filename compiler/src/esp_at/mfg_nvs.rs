@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::ble_data::{self, GattRow};
-use super::release::Release;
+use super::release::{Release, ReleaseFormats as _};
 
 /// A typed NVS value as `mfg_nvs.csv` writes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -434,7 +434,7 @@ impl MfgNvs {
                 continue;
             }
             let ns = match name.strip_prefix("wpa_ent_") {
-                Some(rest) if eap_legacy_namespace && release == Release::Master => {
+                Some(rest) if eap_legacy_namespace && release.is_master() => {
                     format!("wpa2_{rest}")
                 }
                 _ => (*name).to_owned(),

@@ -10,7 +10,7 @@ pub mod check;
 
 use std::path::{Path, PathBuf};
 
-use super::release::Release;
+use super::release::{Release, ReleaseFormats as _};
 
 /// Magic at offset 0; ESP-AT's OTA-by-partition check looks for it.
 pub const MAGIC: [u8; 2] = [0xF1, 0xF1];
@@ -65,7 +65,7 @@ impl ItemKind {
 pub enum TypeBytes {
     /// v2.2.0.0–v2.4.0.0: every file is passed to AtPKI as `cert` (0x02), keys and CAs too.
     AllCert,
-    /// v2.0/v2.1 and v2.4.1.0–v3.0.0.0: CA 0x01, certificate 0x02, key 0x03.
+    /// v2.0/v2.1 (shell wrappers) and v2.4.1.0–v3.0.0.0: CA 0x01, certificate 0x02, key 0x03.
     ByKind,
 }
 

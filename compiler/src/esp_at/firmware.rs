@@ -32,19 +32,35 @@ pub const MAX_SEGMENTS: usize = 16;
 pub enum FirmwareError {
     /// Too short for the headers.
     #[error("firmware image is {0} bytes, shorter than its 24-byte header")]
-    #[diagnostic(code(espfleet::esp_at::firmware::too_short), help("is this an ESP image? bootloader.bin and esp-at.bin start with 0xE9"))]
+    #[diagnostic(
+        code(espfleet::esp_at::firmware::too_short),
+        help("is this an ESP image? bootloader.bin and esp-at.bin start with 0xE9")
+    )]
     TooShort(usize),
     /// First byte is not `0xE9`.
     #[error("firmware image starts with {0:#04x}, not the image magic 0xE9")]
-    #[diagnostic(code(espfleet::esp_at::firmware::magic), help("pass an image made by esptool elf2image / ESP-IDF (bootloader.bin, esp-at.bin), not an ELF or raw data"))]
+    #[diagnostic(
+        code(espfleet::esp_at::firmware::magic),
+        help(
+            "pass an image made by esptool elf2image / ESP-IDF (bootloader.bin, esp-at.bin), not an ELF or raw data"
+        )
+    )]
     Magic(u8),
     /// More than 16 segments.
     #[error("firmware image declares {0} segments (at most 16)")]
-    #[diagnostic(code(espfleet::esp_at::firmware::segment_count), help("the image is corrupt, or a linker script produced too many segments"))]
+    #[diagnostic(
+        code(espfleet::esp_at::firmware::segment_count),
+        help("the image is corrupt, or a linker script produced too many segments")
+    )]
     SegmentCount(usize),
     /// A segment runs past the end of the data.
-    #[error("segment {index} at {load_addr:#x} needs {len} bytes at file offset {offset:#x}, but the image ends at {end:#x}")]
-    #[diagnostic(code(espfleet::esp_at::firmware::truncated), help("the image file is truncated; copy it again from the build folder"))]
+    #[error(
+        "segment {index} at {load_addr:#x} needs {len} bytes at file offset {offset:#x}, but the image ends at {end:#x}"
+    )]
+    #[diagnostic(
+        code(espfleet::esp_at::firmware::truncated),
+        help("the image file is truncated; copy it again from the build folder")
+    )]
     Truncated {
         /// Segment index.
         index: usize,
@@ -59,11 +75,17 @@ pub enum FirmwareError {
     },
     /// No checksum byte after the segments.
     #[error("firmware image ends before its checksum byte")]
-    #[diagnostic(code(espfleet::esp_at::firmware::no_checksum), help("the image file is truncated"))]
+    #[diagnostic(
+        code(espfleet::esp_at::firmware::no_checksum),
+        help("the image file is truncated")
+    )]
     NoChecksum,
     /// Extended header byte 23 is neither 0 nor 1.
     #[error("firmware image byte 23 (hash appended) is {0:#04x}, expected 0 or 1")]
-    #[diagnostic(code(espfleet::esp_at::firmware::hash_flag), help("this is not an ESP32-family image (ESP8266 images have no extended header)"))]
+    #[diagnostic(
+        code(espfleet::esp_at::firmware::hash_flag),
+        help("this is not an ESP32-family image (ESP8266 images have no extended header)")
+    )]
     HashFlag(u8),
 }
 
@@ -132,13 +154,27 @@ pub fn layout(bytes: &[u8]) -> Result<ImageLayout, FirmwareError> {
     let count = usize::from(bytes[1]);
     let mut at = HEADER_LEN;
     for index in 0..count {
-        let hdr = bytes.get(at..at + 8).ok_or(FirmwareError::Truncated { index, load_addr: 0, len: 0, offset: at, end: bytes.len() })?;
+        let hdr = bytes.get(at..at + 8).ok_or(FirmwareError::Truncated {
+            index,
+            load_addr: 0,
+            len: 0,
+            offset: at,
+            end: bytes.len(),
+        })?;
         let load_addr = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
         let len = u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
         let end = (at + 8).checked_add(usize::try_from(len).unwrap_or(usize::MAX));
         match end {
             Some(end) if end <= bytes.len() => at = end,
-            _ => return Err(FirmwareError::Truncated { index, load_addr, len, offset: at + 8, end: bytes.len() }),
+            _ => {
+                return Err(FirmwareError::Truncated {
+                    index,
+                    load_addr,
+                    len,
+                    offset: at + 8,
+                    end: bytes.len(),
+                });
+            }
         }
     }
     if count > MAX_SEGMENTS {
@@ -152,7 +188,11 @@ pub fn layout(bytes: &[u8]) -> Result<ImageLayout, FirmwareError> {
     if flag > 1 {
         return Err(FirmwareError::HashFlag(flag));
     }
-    Ok(ImageLayout { segments: count, data_length: checksum_at + 1, hash_appended: flag == 1 })
+    Ok(ImageLayout {
+        segments: count,
+        data_length: checksum_at + 1,
+        hash_appended: flag == 1,
+    })
 }
 
 /// Whether `esptool merge_bin` treats `bytes` as a valid image it may patch.
@@ -168,14 +208,21 @@ impl FirmwareImage {
         let mut at = HEADER_LEN;
         for _ in 0..l.segments {
             let addr = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-            let len = usize::try_from(u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]))
-                .unwrap_or(usize::MAX);
+            let len = usize::try_from(u32::from_le_bytes([
+                bytes[at + 4],
+                bytes[at + 5],
+                bytes[at + 6],
+                bytes[at + 7],
+            ]))
+            .unwrap_or(usize::MAX);
             segments.push((addr, bytes[at + 8..at + 8 + len].to_vec()));
             at += 8 + len;
         }
         let mut end = l.data_length;
         let digest = if l.hash_appended {
-            let d = bytes.get(end..end + DIGEST_LEN).and_then(|d| <[u8; DIGEST_LEN]>::try_from(d).ok());
+            let d = bytes
+                .get(end..end + DIGEST_LEN)
+                .and_then(|d| <[u8; DIGEST_LEN]>::try_from(d).ok());
             if d.is_some() {
                 end += DIGEST_LEN;
             }
@@ -207,7 +254,10 @@ impl FirmwareImage {
 
     /// XOR of all segment data, seeded with `0xEF` (what the ROM checks).
     pub fn computed_checksum(&self) -> u8 {
-        self.segments.iter().flat_map(|(_, d)| d).fold(CHECKSUM_SEED, |c, b| c ^ b)
+        self.segments
+            .iter()
+            .flat_map(|(_, d)| d)
+            .fold(CHECKSUM_SEED, |c, b| c ^ b)
     }
 
     fn body(&self) -> Vec<u8> {
@@ -291,16 +341,23 @@ pub fn set_flash_params(chip: Chip, image: &[u8], params: FlashParams) -> Vec<u8
     if image.len() < 8 || params.all_keep() || image[0] != MAGIC {
         return image.to_vec();
     }
-    let Ok(l) = layout(image) else { return image.to_vec() };
+    let Ok(l) = layout(image) else {
+        return image.to_vec();
+    };
     let mode = params.mode.map_or(image[2], FlashMode::header_code);
-    let freq = params.freq.map_or(image[3] & 0x0F, |f| chip.flash_freq_code(f));
+    let freq = params
+        .freq
+        .map_or(image[3] & 0x0F, |f| chip.flash_freq_code(f));
     let size = params.size.map_or(image[3] & 0xF0, size_bits);
     let mut out = image.to_vec();
     out[2] = mode;
     out[3] = size.wrapping_add(freq);
     if l.hash_appended {
         let digest = Sha256::digest(&out[..l.data_length]);
-        let after = image.get(l.data_length + DIGEST_LEN..).unwrap_or(&[]).to_vec();
+        let after = image
+            .get(l.data_length + DIGEST_LEN..)
+            .unwrap_or(&[])
+            .to_vec();
         out.truncate(l.data_length);
         out.extend_from_slice(&digest);
         out.extend_from_slice(&after);
@@ -350,12 +407,31 @@ mod tests {
     #[test]
     fn invalid_images_are_rejected_like_esptool() {
         let bytes = sample(false).encode();
-        assert_eq!(layout(&bytes[..34]).unwrap_err(), FirmwareError::Truncated { index: 0, load_addr: 0x3FFB_0000, len: 3, offset: 32, end: 34 });
+        assert_eq!(
+            layout(&bytes[..34]).unwrap_err(),
+            FirmwareError::Truncated {
+                index: 0,
+                load_addr: 0x3FFB_0000,
+                len: 3,
+                offset: 32,
+                end: 34
+            }
+        );
         let mut bad = bytes.clone();
         bad[23] = 7;
         assert_eq!(layout(&bad), Err(FirmwareError::HashFlag(7)));
         assert_eq!(layout(&[0x00; 40]), Err(FirmwareError::Magic(0)));
-        assert_eq!(set_flash_params(Chip::Esp32, &bad, FlashParams { mode: Some(FlashMode::Qio), ..FlashParams::default() }), bad);
+        assert_eq!(
+            set_flash_params(
+                Chip::Esp32,
+                &bad,
+                FlashParams {
+                    mode: Some(FlashMode::Qio),
+                    ..FlashParams::default()
+                }
+            ),
+            bad
+        );
     }
 
     #[test]
@@ -365,7 +441,11 @@ mod tests {
         let patched = set_flash_params(
             Chip::Esp32,
             &bytes,
-            FlashParams { mode: Some(FlashMode::Dout), freq: Some(FlashFreq::F80m), size: Some(FlashSize::parse("16MB").unwrap()) },
+            FlashParams {
+                mode: Some(FlashMode::Dout),
+                freq: Some(FlashFreq::F80m),
+                size: Some(FlashSize::parse("16MB").unwrap()),
+            },
         );
         let d = FirmwareImage::decode(&patched).unwrap();
         assert_eq!((d.flash_mode, d.flash_size_freq), (3, 0x4F));

@@ -48,13 +48,18 @@ pub struct FlasherArgs {
 pub enum FlasherArgsError {
     /// Not JSON, or not the expected shape.
     #[error("flasher_args.json: {0}")]
-    #[diagnostic(code(espfleet::esp_at::flasher_args::json), help("pass the flasher_args.json an ESP-IDF build wrote"))]
+    #[diagnostic(
+        code(espfleet::esp_at::flasher_args::json),
+        help("pass the flasher_args.json an ESP-IDF build wrote")
+    )]
     Json(String),
     /// A flash setting espfleet does not know.
     #[error("unsupported flash {what} `{value}`")]
     #[diagnostic(
         code(espfleet::esp_at::flasher_args::flash_setting),
-        help("espfleet supports modes qio/qout/dio/dout, 20m–80m and sizes 1MB–128MB (ESP32, ESP32-C3)")
+        help(
+            "espfleet supports modes qio/qout/dio/dout, 20m–80m and sizes 1MB–128MB (ESP32, ESP32-C3)"
+        )
     )]
     FlashSetting {
         /// `mode`, `freq`, `size` or `chip`.
@@ -64,7 +69,10 @@ pub enum FlasherArgsError {
     },
     /// A setting is missing.
     #[error("{file} has no {what}")]
-    #[diagnostic(code(espfleet::esp_at::flasher_args::missing), help("the file is incomplete; rebuild the firmware or copy the whole build folder"))]
+    #[diagnostic(
+        code(espfleet::esp_at::flasher_args::missing),
+        help("the file is incomplete; rebuild the firmware or copy the whole build folder")
+    )]
     Missing {
         /// Which file.
         file: &'static str,
@@ -73,15 +81,24 @@ pub enum FlasherArgsError {
     },
     /// An offset that is not a number.
     #[error("bad offset `{0}`")]
-    #[diagnostic(code(espfleet::esp_at::flasher_args::offset), help("offsets are hex (0x1000) or decimal"))]
+    #[diagnostic(
+        code(espfleet::esp_at::flasher_args::offset),
+        help("offsets are hex (0x1000) or decimal")
+    )]
     Offset(String),
     /// A folder without any recipe.
     #[error("{0} has no flasher_args.json, download.config or flash_project_args")]
-    #[diagnostic(code(espfleet::esp_at::flasher_args::no_recipe), help("point at an ESP-AT build or release folder"))]
+    #[diagnostic(
+        code(espfleet::esp_at::flasher_args::no_recipe),
+        help("point at an ESP-AT build or release folder")
+    )]
     NoRecipe(PathBuf),
     /// Reading a file failed.
     #[error("reading {path}: {message}")]
-    #[diagnostic(code(espfleet::esp_at::flasher_args::io), help("check that the build folder is complete and readable"))]
+    #[diagnostic(
+        code(espfleet::esp_at::flasher_args::io),
+        help("check that the build folder is complete and readable")
+    )]
     Io {
         /// Path.
         path: PathBuf,
@@ -90,8 +107,15 @@ pub enum FlasherArgsError {
     },
 }
 
-fn setting<T>(what: &'static str, value: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T, FlasherArgsError> {
-    parse(value).ok_or_else(|| FlasherArgsError::FlashSetting { what, value: value.to_owned() })
+fn setting<T>(
+    what: &'static str,
+    value: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<T, FlasherArgsError> {
+    parse(value).ok_or_else(|| FlasherArgsError::FlashSetting {
+        what,
+        value: value.to_owned(),
+    })
 }
 
 fn parse_offset(text: &str) -> Result<u32, FlasherArgsError> {
@@ -105,7 +129,9 @@ fn parse_offset(text: &str) -> Result<u32, FlasherArgsError> {
 
 /// The image name IDF gives a file when only a path is known (`download.config`).
 pub fn name_for_file(file: &str) -> String {
-    let stem = Path::new(file).file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+    let stem = Path::new(file)
+        .file_stem()
+        .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
     match stem.as_str() {
         "ota_data_initial" => "otadata".to_owned(),
         "esp-at" => "app".to_owned(),
@@ -149,13 +175,22 @@ impl FlasherArgs {
     /// ESP-AT's `download.config`: the lines of `flash_project_args` joined with single
     /// spaces, no trailing newline.
     pub fn to_download_config(&self) -> String {
-        self.to_flash_project_args().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+        self.to_flash_project_args()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// `flasher_args.json` in the layout of ESP-IDF v5's template (`flasher_args.json.in`).
     pub fn to_json(&self) -> String {
         let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
-        let (m, s, f) = (q(self.flash.mode.name()), q(&self.flash.size.name()), q(self.flash.freq.name()));
+        let (m, s, f) = (
+            q(self.flash.mode.name()),
+            q(&self.flash.size.name()),
+            q(self.flash.freq.name()),
+        );
         let mut out = String::from("{\n");
         let _ = writeln!(out, "    \"write_flash_args\" : [ \"--flash_mode\", {m},");
         let _ = writeln!(out, "                           \"--flash_size\", {s},");
@@ -165,8 +200,17 @@ impl FlasherArgs {
         let _ = writeln!(out, "        \"flash_size\": {s},");
         let _ = writeln!(out, "        \"flash_freq\": {f}");
         out.push_str("    },\n    \"flash_files\" : {\n");
-        let files: Vec<String> =
-            self.parts.iter().map(|p| format!("        {} : {}", q(&format!("{:#x}", p.offset)), q(&p.file))).collect();
+        let files: Vec<String> = self
+            .parts
+            .iter()
+            .map(|p| {
+                format!(
+                    "        {} : {}",
+                    q(&format!("{:#x}", p.offset)),
+                    q(&p.file)
+                )
+            })
+            .collect();
         out.push_str(&files.join(",\n"));
         out.push_str("\n    },\n");
         for p in &self.parts {
@@ -198,11 +242,23 @@ impl FlasherArgs {
     /// Parses `flasher_args.json`. Images are the top-level objects with `offset` and `file`,
     /// returned sorted by offset.
     pub fn parse_json(text: &str) -> Result<Self, FlasherArgsError> {
-        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| FlasherArgsError::Json(e.to_string()))?;
-        let obj = v.as_object().ok_or_else(|| FlasherArgsError::Json("not a JSON object".into()))?;
-        let settings = obj.get("flash_settings").ok_or(FlasherArgsError::Missing { file: "flasher_args.json", what: "flash_settings" })?;
+        let v: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| FlasherArgsError::Json(e.to_string()))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| FlasherArgsError::Json("not a JSON object".into()))?;
+        let settings = obj.get("flash_settings").ok_or(FlasherArgsError::Missing {
+            file: "flasher_args.json",
+            what: "flash_settings",
+        })?;
         let get = |what: &'static str| {
-            settings.get(what).and_then(|v| v.as_str()).ok_or(FlasherArgsError::Missing { file: "flasher_args.json", what })
+            settings
+                .get(what)
+                .and_then(|v| v.as_str())
+                .ok_or(FlasherArgsError::Missing {
+                    file: "flasher_args.json",
+                    what,
+                })
         };
         let flash = FlashSettings {
             mode: setting("mode", get("flash_mode")?, FlashMode::parse)?,
@@ -211,17 +267,36 @@ impl FlasherArgs {
         };
         let mut parts = Vec::new();
         for (name, entry) in obj {
-            let (Some(off), Some(file)) = (entry.get("offset").and_then(|v| v.as_str()), entry.get("file").and_then(|v| v.as_str())) else {
+            let (Some(off), Some(file)) = (
+                entry.get("offset").and_then(|v| v.as_str()),
+                entry.get("file").and_then(|v| v.as_str()),
+            ) else {
                 continue;
             };
-            let encrypted = entry.get("encrypted").is_some_and(|e| e.as_str() == Some("true") || e.as_bool() == Some(true));
-            parts.push(FlashPart { name: name.clone(), offset: parse_offset(off)?, file: file.to_owned(), encrypted });
+            let encrypted = entry
+                .get("encrypted")
+                .is_some_and(|e| e.as_str() == Some("true") || e.as_bool() == Some(true));
+            parts.push(FlashPart {
+                name: name.clone(),
+                offset: parse_offset(off)?,
+                file: file.to_owned(),
+                encrypted,
+            });
         }
         parts.sort_by_key(|p| p.offset);
         let extra = obj.get("extra_esptool_args");
-        let s = |k: &str, d: &str| extra.and_then(|e| e.get(k)).and_then(|v| v.as_str()).unwrap_or(d).to_owned();
+        let s = |k: &str, d: &str| {
+            extra
+                .and_then(|e| e.get(k))
+                .and_then(|v| v.as_str())
+                .unwrap_or(d)
+                .to_owned()
+        };
         let chip = match extra.and_then(|e| e.get("chip")).and_then(|v| v.as_str()) {
-            Some(c) => Some(c.parse().map_err(|_| FlasherArgsError::FlashSetting { what: "chip", value: c.to_owned() })?),
+            Some(c) => Some(c.parse().map_err(|_| FlasherArgsError::FlashSetting {
+                what: "chip",
+                value: c.to_owned(),
+            })?),
             None => None,
         };
         Ok(FlasherArgs {
@@ -230,7 +305,10 @@ impl FlasherArgs {
             chip,
             before: s("before", "default_reset"),
             after: s("after", "hard_reset"),
-            stub: extra.and_then(|e| e.get("stub")).and_then(serde_json::Value::as_bool).unwrap_or(true),
+            stub: extra
+                .and_then(|e| e.get("stub"))
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(true),
         })
     }
 
@@ -243,7 +321,12 @@ impl FlasherArgs {
         let mut parts = Vec::new();
         while let Some(w) = words.next() {
             let norm = w.replace('-', "_");
-            let mut val = || words.next().ok_or(FlasherArgsError::Missing { file: "download.config", what: "option value" });
+            let mut val = || {
+                words.next().ok_or(FlasherArgsError::Missing {
+                    file: "download.config",
+                    what: "option value",
+                })
+            };
             match norm.as_str() {
                 "__flash_mode" | "_fm" => mode = Some(setting("mode", val()?, FlashMode::parse)?),
                 "__flash_freq" | "_ff" => freq = Some(setting("freq", val()?, FlashFreq::parse)?),
@@ -251,12 +334,23 @@ impl FlasherArgs {
                 _ if w.starts_with('-') => {}
                 _ => {
                     let offset = parse_offset(w)?;
-                    let file = words.next().ok_or(FlasherArgsError::Missing { file: "download.config", what: "file after offset" })?;
-                    parts.push(FlashPart { name: name_for_file(file), offset, file: file.to_owned(), encrypted: false });
+                    let file = words.next().ok_or(FlasherArgsError::Missing {
+                        file: "download.config",
+                        what: "file after offset",
+                    })?;
+                    parts.push(FlashPart {
+                        name: name_for_file(file),
+                        offset,
+                        file: file.to_owned(),
+                        encrypted: false,
+                    });
                 }
             }
         }
-        let missing = |what| FlasherArgsError::Missing { file: "download.config", what };
+        let missing = |what| FlasherArgsError::Missing {
+            file: "download.config",
+            what,
+        };
         Ok(FlasherArgs {
             flash: FlashSettings {
                 mode: mode.ok_or_else(|| missing("--flash_mode"))?,
@@ -283,7 +377,10 @@ pub struct BuildFolder {
 
 /// Reads an ESP-AT build or release folder (the one that holds `flasher_args.json`).
 pub fn read_build_folder(dir: &Path) -> Result<BuildFolder, FlasherArgsError> {
-    let io = |path: &Path, e: std::io::Error| FlasherArgsError::Io { path: path.to_owned(), message: e.to_string() };
+    let io = |path: &Path, e: std::io::Error| FlasherArgsError::Io {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
     let json = dir.join("flasher_args.json");
     let args = if json.is_file() {
         FlasherArgs::parse_json(&fs_err::read_to_string(&json).map_err(|e| io(&json, e))?)?
@@ -299,7 +396,11 @@ pub fn read_build_folder(dir: &Path) -> Result<BuildFolder, FlasherArgsError> {
     for p in &args.parts {
         let path = dir.join(&p.file);
         let data: Arc<[u8]> = fs_err::read(&path).map_err(|e| io(&path, e))?.into();
-        segments.push(Segment { name: p.name.clone(), offset: p.offset, data });
+        segments.push(Segment {
+            name: p.name.clone(),
+            offset: p.offset,
+            data,
+        });
     }
     segments.sort_by_key(|s| s.offset);
     Ok(BuildFolder { args, segments })
@@ -310,13 +411,26 @@ mod tests {
     use super::*;
 
     fn sample() -> FlasherArgs {
-        let part = |name: &str, offset, file: &str| FlashPart { name: name.into(), offset, file: file.into(), encrypted: false };
+        let part = |name: &str, offset, file: &str| FlashPart {
+            name: name.into(),
+            offset,
+            file: file.into(),
+            encrypted: false,
+        };
         FlasherArgs::new(
             Chip::Esp32,
-            FlashSettings { mode: FlashMode::Dio, freq: FlashFreq::F40m, size: FlashSize::parse("4MB").unwrap() },
+            FlashSettings {
+                mode: FlashMode::Dio,
+                freq: FlashFreq::F40m,
+                size: FlashSize::parse("4MB").unwrap(),
+            },
             vec![
                 part("bootloader", 0x1000, "bootloader/bootloader.bin"),
-                part("partition-table", 0x8000, "partition_table/partition-table.bin"),
+                part(
+                    "partition-table",
+                    0x8000,
+                    "partition_table/partition-table.bin",
+                ),
                 part("otadata", 0x10000, "ota_data_initial.bin"),
                 part("app", 0x100000, "esp-at.bin"),
             ],
@@ -331,7 +445,9 @@ mod tests {
             "--flash_mode dio --flash_freq 40m --flash_size 4MB\n0x1000 bootloader/bootloader.bin\n0x8000 partition_table/partition-table.bin\n0x10000 ota_data_initial.bin\n0x100000 esp-at.bin\n"
         );
         let dc = a.to_download_config();
-        assert!(dc.starts_with("--flash_mode dio --flash_freq 40m --flash_size 4MB 0x1000 bootloader/bootloader.bin "));
+        assert!(dc.starts_with(
+            "--flash_mode dio --flash_freq 40m --flash_size 4MB 0x1000 bootloader/bootloader.bin "
+        ));
         assert!(!dc.ends_with('\n'));
         let back = FlasherArgs::parse_args(&dc).unwrap();
         assert_eq!(back.parts, a.parts);
@@ -349,7 +465,13 @@ mod tests {
 
     #[test]
     fn bad_settings_are_errors() {
-        assert!(matches!(FlasherArgs::parse_args("--flash_mode qio --flash_freq 60m --flash_size 4MB"), Err(FlasherArgsError::FlashSetting { what: "freq", .. })));
-        assert!(matches!(FlasherArgs::parse_args("0xZZ a.bin"), Err(FlasherArgsError::Offset(_))));
+        assert!(matches!(
+            FlasherArgs::parse_args("--flash_mode qio --flash_freq 60m --flash_size 4MB"),
+            Err(FlasherArgsError::FlashSetting { what: "freq", .. })
+        ));
+        assert!(matches!(
+            FlasherArgs::parse_args("0xZZ a.bin"),
+            Err(FlasherArgsError::Offset(_))
+        ));
     }
 }

@@ -22,7 +22,9 @@ pub const SECTOR: u64 = 0x1000;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
 pub enum MergeError {
     /// Two parts share a flash sector.
-    #[error("`{second}` at {second_offset:#x} overlaps `{first}` (they share a 4 KiB flash sector)")]
+    #[error(
+        "`{second}` at {second_offset:#x} overlaps `{first}` (they share a 4 KiB flash sector)"
+    )]
     #[diagnostic(
         code(espfleet::esp_at::merged::overlap),
         help("move one of the partitions; esptool rejects images whose sectors overlap")
@@ -37,11 +39,17 @@ pub enum MergeError {
     },
     /// Nothing to merge.
     #[error("no parts to merge")]
-    #[diagnostic(code(espfleet::esp_at::merged::empty), help("a factory image needs at least the bootloader, partition table and app"))]
+    #[diagnostic(
+        code(espfleet::esp_at::merged::empty),
+        help("a factory image needs at least the bootloader, partition table and app")
+    )]
     Empty,
     /// A part starts before the output's target offset.
     #[error("`{name}` at {offset:#x} lies before the output's start {target:#x}")]
-    #[diagnostic(code(espfleet::esp_at::merged::before_target), help("use a target offset at or below the lowest part"))]
+    #[diagnostic(
+        code(espfleet::esp_at::merged::before_target),
+        help("use a target offset at or below the lowest part")
+    )]
     BeforeTarget {
         /// Part.
         name: String,
@@ -52,7 +60,10 @@ pub enum MergeError {
     },
     /// The combine script's fixed flash-size buffer cannot hold a part.
     #[error("`{name}` at {offset:#x} ({len} bytes) does not fit in {flash_size} bytes of flash")]
-    #[diagnostic(code(espfleet::esp_at::merged::outside_flash), help("choose a bigger flash size or move the partition"))]
+    #[diagnostic(
+        code(espfleet::esp_at::merged::outside_flash),
+        help("choose a bigger flash size or move the partition")
+    )]
     OutsideFlash {
         /// Part.
         name: String,
@@ -84,7 +95,11 @@ impl MergeOptions {
     pub fn esp_at(chip: Chip, flash: FlashSettings, filled: bool) -> Self {
         MergeOptions {
             chip,
-            flash: FlashParams { mode: Some(flash.mode), freq: Some(flash.freq), size: Some(flash.size) },
+            flash: FlashParams {
+                mode: Some(flash.mode),
+                freq: Some(flash.freq),
+                size: Some(flash.size),
+            },
             pad_to: filled.then_some(flash.size.bytes()),
             target_offset: 0,
         }
@@ -122,7 +137,11 @@ pub fn merge_bin(parts: &[Segment], opts: &MergeOptions) -> Result<Vec<u8>, Merg
     check_overlaps(&sorted)?;
     let first = sorted.first().ok_or(MergeError::Empty)?;
     if first.offset < opts.target_offset {
-        return Err(MergeError::BeforeTarget { name: first.name.clone(), offset: first.offset, target: opts.target_offset });
+        return Err(MergeError::BeforeTarget {
+            name: first.name.clone(),
+            offset: first.offset,
+            target: opts.target_offset,
+        });
     }
     let base = opts.target_offset as usize;
     let mut out: Vec<u8> = Vec::new();
@@ -132,7 +151,9 @@ pub fn merge_bin(parts: &[Segment], opts: &MergeOptions) -> Result<Vec<u8>, Merg
             out.resize(at, 0xFF);
         }
         if seg.offset == opts.chip.bootloader_offset() {
-            out.extend_from_slice(&firmware::set_flash_params(opts.chip, &seg.data, opts.flash));
+            out.extend_from_slice(&firmware::set_flash_params(
+                opts.chip, &seg.data, opts.flash,
+            ));
         } else {
             out.extend_from_slice(&seg.data);
         }
@@ -166,12 +187,15 @@ pub fn combine_script(parts: &[Segment], flash: FlashSettings) -> Result<Vec<u8>
     let mut out = vec![0xFF; size as usize];
     for seg in parts {
         let start = seg.offset as usize;
-        let end = start.checked_add(seg.data.len()).filter(|&e| e <= out.len()).ok_or_else(|| MergeError::OutsideFlash {
-            name: seg.name.clone(),
-            offset: seg.offset,
-            len: seg.data.len(),
-            flash_size: size,
-        })?;
+        let end = start
+            .checked_add(seg.data.len())
+            .filter(|&e| e <= out.len())
+            .ok_or_else(|| MergeError::OutsideFlash {
+                name: seg.name.clone(),
+                offset: seg.offset,
+                len: seg.data.len(),
+                flash_size: size,
+            })?;
         out[start..end].copy_from_slice(&seg.data);
     }
     if let Some(boot) = parts.iter().rev().find(|s| s.name == "bootloader") {
@@ -195,19 +219,36 @@ mod tests {
     use super::*;
 
     fn seg(name: &str, offset: u32, data: &[u8]) -> Segment {
-        Segment { name: name.to_owned(), offset, data: Arc::from(data) }
+        Segment {
+            name: name.to_owned(),
+            offset,
+            data: Arc::from(data),
+        }
     }
 
     #[test]
     fn gaps_are_ff_and_overlaps_rejected() {
-        let opts = MergeOptions { chip: Chip::Esp32, flash: FlashParams::default(), pad_to: None, target_offset: 0 };
+        let opts = MergeOptions {
+            chip: Chip::Esp32,
+            flash: FlashParams::default(),
+            pad_to: None,
+            target_offset: 0,
+        };
         let out = merge_bin(&[seg("b", 0x2000, b"BB"), seg("a", 0x10, b"A")], &opts).unwrap();
         assert_eq!(out.len(), 0x2002);
         assert_eq!(out[0x10], b'A');
         assert!(out[..0x10].iter().all(|&b| b == 0xFF));
-        let err = merge_bin(&[seg("a", 0x0, &[0; 0x800]), seg("b", 0x900, b"x")], &opts).unwrap_err();
+        let err =
+            merge_bin(&[seg("a", 0x0, &[0; 0x800]), seg("b", 0x900, b"x")], &opts).unwrap_err();
         assert!(matches!(err, MergeError::Overlap { ref second, .. } if second == "b"));
-        let padded = merge_bin(&[seg("a", 0x0, b"x")], &MergeOptions { pad_to: Some(0x1000), ..opts }).unwrap();
+        let padded = merge_bin(
+            &[seg("a", 0x0, b"x")],
+            &MergeOptions {
+                pad_to: Some(0x1000),
+                ..opts
+            },
+        )
+        .unwrap();
         assert_eq!(padded.len(), 0x1000);
     }
 
@@ -218,7 +259,14 @@ mod tests {
             freq: FlashFreq::F40m,
             size: crate::target::FlashSize::parse("1MB").unwrap(),
         };
-        let out = combine_script(&[seg("bootloader", 0x1000, &[0xE9, 1, 0, 0xFF, 7]), seg("x", 0x1004, b"Z")], flash).unwrap();
+        let out = combine_script(
+            &[
+                seg("bootloader", 0x1000, &[0xE9, 1, 0, 0xFF, 7]),
+                seg("x", 0x1004, b"Z"),
+            ],
+            flash,
+        )
+        .unwrap();
         assert_eq!(out.len(), 1 << 20);
         assert_eq!(&out[0x1000..0x1006], &[0xE9, 1, 2, 0x00, b'Z', 0xFF]);
     }

@@ -1,6 +1,8 @@
 //! Stage 2: from parsed documents (the manifest and the bases it extends) and the module
 //! catalogue to a validated [`Plan`], collecting every problem before any byte is emitted.
 
+mod certificates;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -659,6 +661,7 @@ impl<'a> Resolver<'a> {
         self.check_at_customize(&partition_table, &at_customize, doc);
         self.check_dependencies(era, release, &features, &at_customize, doc);
         let pki = self.pki(doc, release, era, &features, &at_customize);
+        self.check_pki(&pki, era, &at_customize);
         let ble = self.ble(doc, era, &features, &at_customize);
         let firmware = self.firmware(doc, chip, &partition_table, &at_customize);
         let nvs_pages = match doc

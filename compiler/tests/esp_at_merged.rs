@@ -27,14 +27,19 @@ fn seg(name: &str, offset: u32, data: Vec<u8>) -> Segment {
 
 fn filler(seed: u8, len: usize) -> Vec<u8> {
     (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .map(|i| {
+            u8::try_from(i % 256)
+                .unwrap()
+                .wrapping_mul(31)
+                .wrapping_add(seed)
+        })
         .collect()
 }
 
 /// An ESP-AT-like part set for `chip` (ESP32-4MB / C-4MB layouts of spec 2.2).
 fn parts(chip: Chip, bootloader: &str) -> Vec<Segment> {
     let (pt, otadata, at_customize, mfg_nvs, app) = match chip {
-        Chip::Esp32 => (0x8000, 0x10000, 0x20000, 0x21000, 0x100000),
+        Chip::Esp32 => (0x8000, 0x10000, 0x20000, 0x21000, 0x10_0000),
         Chip::Esp32c3 => (0x8000, 0xD000, 0x1E000, 0x1F000, 0x60000),
     };
     vec![

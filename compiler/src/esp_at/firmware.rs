@@ -261,11 +261,12 @@ impl FirmwareImage {
     }
 
     fn body(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        out.push(MAGIC);
-        out.push(u8::try_from(self.segments.len()).unwrap_or(u8::MAX));
-        out.push(self.flash_mode);
-        out.push(self.flash_size_freq);
+        let mut out = vec![
+            MAGIC,
+            u8::try_from(self.segments.len()).unwrap_or(u8::MAX),
+            self.flash_mode,
+            self.flash_size_freq,
+        ];
         out.extend_from_slice(&self.entry.to_le_bytes());
         let e = &self.extended;
         out.push(e.wp_pin);
@@ -398,7 +399,7 @@ mod tests {
         for hash in [false, true] {
             let img = sample(hash);
             let bytes = img.encode();
-            assert_eq!(bytes.len() % 16, if hash { 0 } else { 0 });
+            assert_eq!(bytes.len() % 16, 0);
             assert_eq!(FirmwareImage::decode(&bytes).unwrap(), img);
             assert!(is_valid_for_merge(&bytes));
         }

@@ -432,7 +432,7 @@ mod tests {
                     "partition_table/partition-table.bin",
                 ),
                 part("otadata", 0x10000, "ota_data_initial.bin"),
-                part("app", 0x100000, "esp-at.bin"),
+                part("app", 0x10_0000, "esp-at.bin"),
             ],
         )
     }

@@ -14,6 +14,7 @@ pub use error::{Diagnostics, ErrorKind, ManifestError};
 pub use source::{Place, SourceFile, Spanned};
 pub mod plan;
 pub mod resolve;
+pub mod schema;
 
 pub use plan::Plan;
-pub use resolve::{load, load_with};
+pub use resolve::{load, load_text, load_with};

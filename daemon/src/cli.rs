@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 
 mod build;
 mod check;
+mod nvs;
 mod partitions;
 mod schema;
 
@@ -73,6 +74,8 @@ enum Command {
     Partitions(partitions::PartitionsArgs),
     /// Print the manifest language's JSON Schema.
     Schema(schema::SchemaArgs),
+    /// Generate, encrypt, decrypt and dump NVS partition images (a drop-in for esp-idf-nvs-partition-gen).
+    Nvs(nvs::NvsArgs),
 }
 
 /// Entry point of the `espfleet` binary: parse arguments, set up diagnostics and logging, run.
@@ -84,6 +87,7 @@ pub fn main() -> ExitCode {
         Command::Build(args) => build::run(args, &cli.global),
         Command::Partitions(args) => partitions::run(args, &cli.global),
         Command::Schema(args) => schema::run(args, &cli.global),
+        Command::Nvs(args) => nvs::run(args, &cli.global),
     };
     match result {
         Ok(code) => code,

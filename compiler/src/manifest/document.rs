@@ -20,6 +20,7 @@ pub const LANGUAGE_VERSION: i128 = 1;
 
 /// One manifest file, parsed.
 #[derive(Debug, Clone, Default, Serialize, JsonSchema)]
+#[serde(default)]
 #[serde(rename_all = "kebab-case")]
 #[schemars(
     title = "espfleet manifest",
@@ -29,7 +30,7 @@ pub struct Document {
     /// `espfleet 1`: the language version. Required, must be 1.
     pub espfleet: Option<Spanned<u32>>,
     /// `extends "base.kdl" ...`: base manifests, relative to this file, applied in order.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extends: Vec<Spanned<PathBuf>>,
     /// `name "bench-c3-01"`: output directory and log name; defaults to the file stem.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -53,7 +54,7 @@ pub struct Document {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sys_store: Option<Spanned<u8>>,
     /// `features { AT_BLE_COMMAND_SUPPORT #true }`: Kconfig switches of the firmware build.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub features: Vec<FeatureNode>,
     /// `partition-table offset=0x8000 { ... }`: edits to the primary partition table.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -62,7 +63,7 @@ pub struct Document {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub at_customize: Option<TableNode>,
     /// `certificates { server-cert "server.crt" ... }`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub certificates: Vec<CertificateNode>,
     /// `ble { ... }`: BLE GATTS services.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -71,7 +72,7 @@ pub struct Document {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub firmware: Option<FirmwareNode>,
     /// `match vid=0x10c4 pid=0xea60 ...`: which boards the daemon flashes with this manifest.
-    #[serde(rename = "match", skip_serializing_if = "Vec::is_empty")]
+    #[serde(rename = "match", default, skip_serializing_if = "Vec::is_empty")]
     pub matches: Vec<MatchNode>,
 }
 
@@ -99,6 +100,7 @@ pub struct EspAtNode {
 
 /// `flash mode= freq= size=`.
 #[derive(Debug, Clone, Default, Serialize, JsonSchema)]
+#[serde(default)]
 pub struct FlashNode {
     /// `qio`, `qout`, `dio` or `dout`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -113,6 +115,7 @@ pub struct FlashNode {
 
 /// `uart port= baud= tx= rx= cts= rts=`; -1 means "none" / "unset", as ESP-AT writes it.
 #[derive(Debug, Clone, Default, Serialize, JsonSchema)]
+#[serde(default)]
 pub struct UartNode {
     /// UART number (0–2 on ESP32, 0–1 on ESP32-C3), or -1 for SDIO/SPI modules.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -136,6 +139,7 @@ pub struct UartNode {
 
 /// `wifi country= start-channel= channel-count= max-tx-power=`.
 #[derive(Debug, Clone, Default, Serialize, JsonSchema)]
+#[serde(default)]
 #[serde(rename_all = "kebab-case")]
 pub struct WifiNode {
     /// Two-letter country code (`CN`, `US`, `DE`, ...).
@@ -163,6 +167,7 @@ pub struct FeatureNode {
 
 /// `partition-table` / `at-customize` block.
 #[derive(Debug, Clone, Default, Serialize, JsonSchema)]
+#[serde(default)]
 pub struct TableNode {
     /// Flash offset of the table itself.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -171,10 +176,10 @@ pub struct TableNode {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replace: Option<Spanned<bool>>,
     /// `partition "name" ...` rows: change a catalogue row of that name, or add one.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partitions: Vec<PartitionNode>,
     /// `remove "name"`: drop a catalogue row.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remove: Vec<Spanned<String>>,
 }
 
@@ -361,12 +366,13 @@ pub struct CertificateNode {
 
 /// `ble { gatts "table.csv" | service ... }`.
 #[derive(Debug, Clone, Default, Serialize, JsonSchema)]
+#[serde(default)]
 pub struct BleNode {
     /// An ESP-AT GATTS CSV (`gatts_data.csv` / `example.csv` form), used as is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gatts: Option<Spanned<PathBuf>>,
     /// Services, in table order.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<ServiceNode>,
 }
 
@@ -416,18 +422,19 @@ pub struct AttributeNode {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub len: Option<Spanned<u16>>,
     /// Descriptors of a characteristic.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub descriptors: Vec<AttributeNode>,
 }
 
 /// `firmware { release "dir" ; part "name" "file" offset= }`.
 #[derive(Debug, Clone, Default, Serialize, JsonSchema)]
+#[serde(default)]
 pub struct FirmwareNode {
     /// An ESP-AT build or release folder holding `flasher_args.json` or `download.config`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub release: Option<Spanned<PathBuf>>,
     /// Parts given one by one (they replace a release part of the same name).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<PartNode>,
 }
 
@@ -445,6 +452,7 @@ pub struct PartNode {
 
 /// `match vid= pid= serial= port= usb-path= chip= mac=`.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(transparent)]
 pub struct MatchNode {
     /// The rule.
     pub rule: Spanned<crate::device_match::MatchRule>,

@@ -67,6 +67,36 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every rule, for documentation and for the test that each has a fixture.
+    pub const ALL: &'static [ErrorKind] = &[
+        ErrorKind::FileUnreadable,
+        ErrorKind::SyntaxInvalid,
+        ErrorKind::NodeUnknown,
+        ErrorKind::PropertyUnknown,
+        ErrorKind::ArgumentUnexpected,
+        ErrorKind::ArgumentMissing,
+        ErrorKind::ValueTypeWrong,
+        ErrorKind::ValueInvalid,
+        ErrorKind::NodeDuplicate,
+        ErrorKind::NodeMissing,
+        ErrorKind::LanguageVersionUnsupported,
+        ErrorKind::ModuleUnknown,
+        ErrorKind::ModuleAmbiguous,
+        ErrorKind::ModuleUnavailable,
+        ErrorKind::ReleaseUnknown,
+        ErrorKind::PinUnusable,
+        ErrorKind::FeatureUnknown,
+        ErrorKind::FeatureDisabled,
+        ErrorKind::PartitionMissing,
+        ErrorKind::PartitionInvalid,
+        ErrorKind::FileMissing,
+        ErrorKind::ExtendsCycle,
+        ErrorKind::OverrideConflict,
+        ErrorKind::GattsInvalid,
+        ErrorKind::FirmwareInvalid,
+        ErrorKind::CertificateInvalid,
+    ];
+
     /// The stable diagnostic code.
     pub fn code(self) -> &'static str {
         match self {

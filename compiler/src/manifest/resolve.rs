@@ -1,6 +1,8 @@
 //! Stage 2: from parsed documents (the manifest and the bases it extends) and the module
 //! catalogue to a validated [`Plan`], collecting every problem before any byte is emitted.
 
+mod certificates;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -87,9 +89,28 @@ pub fn load(path: &Path) -> Result<(Plan, Diagnostics), Diagnostics> {
 
 /// [`load`] with an explicit catalogue.
 pub fn load_with(path: &Path, catalogue: &Catalogue) -> Result<(Plan, Diagnostics), Diagnostics> {
+    load_inner(path, None, catalogue)
+}
+
+/// Resolves manifest `text` as if it were the file at `path` (bases it extends are still read
+/// from disk, relative to `path`). For editors, tests and the fuzzer.
+pub fn load_text(path: &Path, text: &str) -> Result<(Plan, Diagnostics), Diagnostics> {
+    load_inner(path, Some(text), Catalogue::builtin())
+}
+
+fn load_inner(
+    path: &Path,
+    text: Option<&str>,
+    catalogue: &Catalogue,
+) -> Result<(Plan, Diagnostics), Diagnostics> {
     let mut diags = Diagnostics::new(path.display().to_string());
     let mut files = InputFiles::default();
-    let mut stack = Vec::new();
+    if let Some(text) = text {
+        files
+            .0
+            .insert(path.to_path_buf(), Arc::from(text.as_bytes()));
+    }
+    let mut stack: Vec<(PathBuf, PathBuf)> = Vec::new();
     let merged = load_merged(path, None, &mut stack, &mut files, &mut diags);
     let Some((top, doc)) = merged else {
         return Err(diags);
@@ -153,16 +174,17 @@ fn read_file(
 fn load_merged(
     path: &Path,
     named_at: Option<&Place>,
-    stack: &mut Vec<PathBuf>,
+    stack: &mut Vec<(PathBuf, PathBuf)>,
     files: &mut InputFiles,
     diags: &mut Diagnostics,
 ) -> Option<(SourceFile, Document)> {
     let canonical = fs_err::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    if let Some(pos) = stack.iter().position(|p| *p == canonical) {
+    if let Some(pos) = stack.iter().position(|(c, _)| *c == canonical) {
+        // Show the paths as the manifests wrote them: stable across checkouts.
         let chain: Vec<String> = stack[pos..]
             .iter()
-            .chain(std::iter::once(&canonical))
-            .map(|p| p.display().to_string())
+            .map(|(_, shown)| shown.display().to_string())
+            .chain(std::iter::once(path.display().to_string()))
             .collect();
         let mut err = ManifestError::new(
             ErrorKind::ExtendsCycle,
@@ -219,7 +241,7 @@ fn load_merged(
         file: file.clone(),
         doc,
     };
-    stack.push(canonical);
+    stack.push((canonical, path.to_path_buf()));
     let mut bases = Vec::new();
     for base in &loaded.doc.extends {
         let base_path = loaded.file.dir().join(&base.value);
@@ -639,6 +661,7 @@ impl<'a> Resolver<'a> {
         self.check_at_customize(&partition_table, &at_customize, doc);
         self.check_dependencies(era, release, &features, &at_customize, doc);
         let pki = self.pki(doc, release, era, &features, &at_customize);
+        self.check_pki(&pki, era, &at_customize);
         let ble = self.ble(doc, era, &features, &at_customize);
         let firmware = self.firmware(doc, chip, &partition_table, &at_customize);
         let nvs_pages = match doc

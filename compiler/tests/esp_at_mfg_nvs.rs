@@ -116,3 +116,22 @@ fn master_defaults_encode_natively_to_both_spec_hashes() {
     let master: Release = "master".parse().unwrap();
     assert_eq!(master.default_nvs_pages(), NvsPages::Active);
 }
+
+#[test]
+fn decode_round_trips_the_entry_list() {
+    let (nvs, _) = master_wroom32();
+    let size = at_parse_size("112K").unwrap();
+    for pages in [NvsPages::Legacy, NvsPages::Active] {
+        let decoded = MfgNvs::decode(&nvs.encode(size, pages).unwrap()).unwrap();
+        // The image keeps everything but file paths.
+        let mut expected = nvs.clone();
+        for ns in &mut expected.namespaces {
+            for e in &mut ns.entries {
+                if let MfgValue::File { path, .. } = &mut e.value {
+                    *path = std::path::PathBuf::new();
+                }
+            }
+        }
+        assert_eq!(decoded, expected);
+    }
+}

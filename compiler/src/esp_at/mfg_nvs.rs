@@ -180,6 +180,13 @@ pub enum MfgNvsError {
         help("write the size like at_customize.csv does: 112K, 0x1C000")
     )]
     Size(String),
+    /// Decoding: the image is not clean generator output.
+    #[error("the mfg_nvs image has problems: {0}")]
+    #[diagnostic(
+        code(espfleet::esp_at::mfg_nvs::image),
+        help("this is not an mfg_nvs image written by a generator, or it was changed on a device")
+    )]
+    Image(String),
     /// Reading raw data failed.
     #[error("reading {path}: {message}")]
     #[diagnostic(
@@ -420,6 +427,65 @@ impl MfgNvs {
             trailing: trailing_pages(pages),
         };
         nvs::encode(&self.to_nvs_entries(), &options)
+    }
+
+    /// Decodes an `mfg_nvs` image back into namespaces and entries, in image order. Blobs come
+    /// back as [`MfgValue::File`] with an empty path (the image does not record paths).
+    pub fn decode(image: &[u8]) -> Result<Self, MfgNvsError> {
+        let decoded = nvs::decode(image);
+        if !decoded.issues.is_empty() {
+            return Err(MfgNvsError::Image(decoded.issues.join("; ")));
+        }
+        let mut out = MfgNvs::default();
+        for item in decoded.items {
+            match item.value {
+                nvs::decode::ItemValue::Namespace(_) => {
+                    out.namespaces.push(MfgNamespace {
+                        name: item.key,
+                        entries: Vec::new(),
+                    });
+                }
+                nvs::decode::ItemValue::Value(v) => {
+                    let ns_name = item.namespace.ok_or_else(|| {
+                        MfgNvsError::Image(format!("key `{}` has an undefined namespace", item.key))
+                    })?;
+                    let value = match v {
+                        Value::U8(v) => MfgValue::U8(v),
+                        Value::I8(v) => MfgValue::I8(v),
+                        Value::U16(v) => MfgValue::U16(v),
+                        Value::I16(v) => MfgValue::I16(v),
+                        Value::U32(v) => MfgValue::U32(v),
+                        Value::I32(v) => MfgValue::I32(v),
+                        Value::U64(v) => MfgValue::U64(v),
+                        Value::I64(v) => MfgValue::I64(v),
+                        Value::Str(s) => MfgValue::String(s),
+                        Value::Blob(b) => MfgValue::File {
+                            path: PathBuf::new(),
+                            data: b.into(),
+                        },
+                        Value::RawStr(_) => {
+                            return Err(MfgNvsError::Image(format!(
+                                "key `{}` is not a NUL-terminated UTF-8 string",
+                                item.key
+                            )));
+                        }
+                    };
+                    let ns = match out.namespaces.iter_mut().rev().find(|n| n.name == ns_name) {
+                        Some(ns) => ns,
+                        None => {
+                            return Err(MfgNvsError::Image(format!(
+                                "namespace `{ns_name}` is used before it is defined"
+                            )));
+                        }
+                    };
+                    ns.entries.push(MfgEntry {
+                        key: item.key,
+                        value,
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Renders `mfg_nvs.csv` exactly as ESP-AT writes it (`\n` line ends, header

@@ -420,6 +420,7 @@ impl MfgNvs {
 
     /// Encodes the `mfg_nvs` partition image: NVS format version 2 (what ESP-AT always uses),
     /// `size` bytes (see [`at_parse_size`]), the given trailing-page form.
+    #[allow(clippy::result_large_err)] // the NVS module's own error type, passed through as is
     pub fn encode(&self, size: u64, pages: NvsPages) -> Result<Vec<u8>, NvsError> {
         let options = nvs::Options {
             version: nvs::Version::V2,
@@ -470,13 +471,10 @@ impl MfgNvs {
                             )));
                         }
                     };
-                    let ns = match out.namespaces.iter_mut().rev().find(|n| n.name == ns_name) {
-                        Some(ns) => ns,
-                        None => {
-                            return Err(MfgNvsError::Image(format!(
-                                "namespace `{ns_name}` is used before it is defined"
-                            )));
-                        }
+                    let Some(ns) = out.namespaces.iter_mut().rev().find(|n| n.name == ns_name) else {
+                        return Err(MfgNvsError::Image(format!(
+                            "namespace `{ns_name}` is used before it is defined"
+                        )));
                     };
                     ns.entries.push(MfgEntry {
                         key: item.key,

@@ -406,7 +406,7 @@ impl MfgValue {
 }
 
 impl MfgNvs {
-    /// The entries in write order, for [`crate::nvs::encode`].
+    /// The entries in write order, for [`crate::nvs::encode()`].
     pub fn to_nvs_entries(&self) -> Vec<NvsEntry> {
         self.namespaces
             .iter()

@@ -260,3 +260,34 @@ fn combine_script_uses_the_flash_size_buffer_and_keeps_the_old_digest() {
         }
     }
 }
+
+#[test]
+fn extract_recovers_every_part_of_a_merge() {
+    for chip in Chip::ALL {
+        let parts = parts(chip, "bootloader");
+        for filled in [false, true] {
+            let image =
+                merged::merge_bin(&parts, &MergeOptions::esp_at(chip, flash(), filled)).unwrap();
+            let layout: Vec<(&str, u32, usize)> = parts
+                .iter()
+                .map(|p| (p.name.as_str(), p.offset, p.data.len()))
+                .collect();
+            let back = merged::extract(&image, 0, &layout).unwrap();
+            for (p, b) in parts.iter().zip(&back) {
+                if p.name == "bootloader" {
+                    // Only the flash-parameter bytes and the digest were rewritten.
+                    let want = firmware::set_flash_params(
+                        chip,
+                        &p.data,
+                        MergeOptions::esp_at(chip, flash(), filled).flash,
+                    );
+                    assert_eq!(&b.data[..], &want[..]);
+                } else {
+                    assert_eq!(b, p);
+                }
+            }
+        }
+        let too_far = [("x", 0x3F_F000, 0x2000)];
+        assert!(merged::extract(&[0; 16], 0, &too_far).is_err());
+    }
+}

@@ -471,7 +471,8 @@ impl MfgNvs {
                             )));
                         }
                     };
-                    let Some(ns) = out.namespaces.iter_mut().rev().find(|n| n.name == ns_name) else {
+                    let Some(ns) = out.namespaces.iter_mut().rev().find(|n| n.name == ns_name)
+                    else {
                         return Err(MfgNvsError::Image(format!(
                             "namespace `{ns_name}` is used before it is defined"
                         )));

@@ -291,3 +291,26 @@ fn extract_recovers_every_part_of_a_merge() {
         assert!(merged::extract(&[0; 16], 0, &too_far).is_err());
     }
 }
+
+#[test]
+fn firmware_describe_agrees_with_esptool_image_info() {
+    // Segment addresses and lengths as `esptool --chip esp32 image-info` printed them for this
+    // fixture (0x3ffb0000 length 0x2c0, 0x40080000 length 0xbc4; checksum 0xb8 valid).
+    let img = FirmwareImage::decode(&fixture("esp32_bootloader.bin")).unwrap();
+    let text = img.describe();
+    assert!(
+        text.contains("segment 0: load 0x3ffb0000 length 0x002c0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("segment 1: load 0x40080000 length 0x00bc4"),
+        "{text}"
+    );
+    assert!(text.contains("checksum 0xb8 (valid)"), "{text}");
+    assert!(
+        text.contains(
+            "sha256 c1aa4772036a6aabd42b173bd0eb65cd0915ba8c0a9087cae4be8307bf18a56f (valid)"
+        ),
+        "{text}"
+    );
+}

@@ -303,6 +303,53 @@ impl FirmwareImage {
         out
     }
 
+    /// A readable summary (header, extended header, segments, checksum and digest status), in
+    /// the spirit of `esptool image-info`, for reviews and `dump` commands.
+    pub fn describe(&self) -> String {
+        use std::fmt::Write as _;
+        let e = &self.extended;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "ESP image: {} segment(s), flash mode {:#x}, size/freq {:#04x}, entry {:#010x}",
+            self.segments.len(),
+            self.flash_mode,
+            self.flash_size_freq,
+            self.entry
+        );
+        let _ = writeln!(
+            out,
+            "extended: wp_pin {:#04x}, chip id {}, chip rev {}..{}, hash appended {}",
+            e.wp_pin, e.chip_id, e.min_chip_rev_full, e.max_chip_rev_full, e.hash_appended
+        );
+        for (i, (addr, data)) in self.segments.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "  segment {i}: load {addr:#010x} length {:#07x}",
+                data.len()
+            );
+        }
+        let ok = |b: bool| if b { "valid" } else { "INVALID" };
+        let _ = writeln!(
+            out,
+            "checksum {:#04x} ({})",
+            self.checksum,
+            ok(self.checksum == self.computed_checksum())
+        );
+        if let Some(d) = self.digest {
+            let _ = writeln!(
+                out,
+                "sha256 {} ({})",
+                hex::encode(d),
+                ok(d == self.computed_digest())
+            );
+        }
+        if !self.trailing.is_empty() {
+            let _ = writeln!(out, "{} byte(s) after the image", self.trailing.len());
+        }
+        out
+    }
+
     /// Recomputes the checksum and (when appended) the digest, as `elf2image` does.
     pub fn seal(&mut self) {
         self.checksum = self.computed_checksum();

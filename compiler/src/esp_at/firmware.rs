@@ -80,6 +80,13 @@ pub enum FirmwareError {
         help("the image file is truncated")
     )]
     NoChecksum,
+    /// Byte 23 says a digest follows, but fewer than 32 bytes do.
+    #[error("firmware image declares an appended SHA-256 but ends {0} byte(s) after its checksum")]
+    #[diagnostic(
+        code(espfleet::esp_at::firmware::digest_truncated),
+        help("the image file is truncated")
+    )]
+    DigestTruncated(usize),
     /// Extended header byte 23 is neither 0 nor 1.
     #[error("firmware image byte 23 (hash appended) is {0:#04x}, expected 0 or 1")]
     #[diagnostic(
@@ -201,7 +208,8 @@ pub fn is_valid_for_merge(bytes: &[u8]) -> bool {
 }
 
 impl FirmwareImage {
-    /// Decodes an image (anything after it is kept in [`FirmwareImage::trailing`]).
+    /// Decodes a complete image (anything after it is kept in [`FirmwareImage::trailing`]).
+    /// Stricter than [`layout`]: a declared digest must be present in full.
     pub fn decode(bytes: &[u8]) -> Result<Self, FirmwareError> {
         let l = layout(bytes)?;
         let mut segments = Vec::with_capacity(l.segments);
@@ -222,11 +230,10 @@ impl FirmwareImage {
         let digest = if l.hash_appended {
             let d = bytes
                 .get(end..end + DIGEST_LEN)
-                .and_then(|d| <[u8; DIGEST_LEN]>::try_from(d).ok());
-            if d.is_some() {
-                end += DIGEST_LEN;
-            }
-            d
+                .and_then(|d| <[u8; DIGEST_LEN]>::try_from(d).ok())
+                .ok_or(FirmwareError::DigestTruncated(bytes.len() - end))?;
+            end += DIGEST_LEN;
+            Some(d)
         } else {
             None
         };

@@ -19,7 +19,7 @@ use crate::manifest::document::PkiKind;
 use crate::manifest::error::{Diagnostics, ErrorKind, ManifestError};
 use crate::manifest::plan::Plan;
 use crate::manifest::source::Place;
-use crate::release::{Era, NvsPages};
+use crate::release::Era;
 
 /// One file of a build.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -334,51 +334,24 @@ fn mfg_nvs_image(plan: &Plan) -> Result<Option<Image>, ManifestError> {
         return Ok(None);
     };
     let content = mfg_nvs_content(plan);
-    let entries: Vec<crate::nvs::NvsEntry> = content
-        .namespaces
-        .iter()
-        .flat_map(|ns| {
-            ns.entries.iter().map(|e| {
-                let value = match &e.value {
-                    mfg_nvs::MfgValue::U8(v) => crate::nvs::Value::U8(*v),
-                    mfg_nvs::MfgValue::I8(v) => crate::nvs::Value::I8(*v),
-                    mfg_nvs::MfgValue::U16(v) => crate::nvs::Value::U16(*v),
-                    mfg_nvs::MfgValue::I16(v) => crate::nvs::Value::I16(*v),
-                    mfg_nvs::MfgValue::U32(v) => crate::nvs::Value::U32(*v),
-                    mfg_nvs::MfgValue::I32(v) => crate::nvs::Value::I32(*v),
-                    mfg_nvs::MfgValue::U64(v) => crate::nvs::Value::U64(*v),
-                    mfg_nvs::MfgValue::I64(v) => crate::nvs::Value::I64(*v),
-                    mfg_nvs::MfgValue::String(s) => crate::nvs::Value::Str(s.clone()),
-                    mfg_nvs::MfgValue::File { data, .. } => crate::nvs::Value::Blob(data.to_vec()),
-                };
-                crate::nvs::NvsEntry::new(ns.name.clone(), e.key.clone(), value)
-            })
-        })
-        .collect();
-    let options = crate::nvs::Options {
-        version: crate::nvs::Version::V2,
-        size: u64::from(part.size),
-        trailing: match plan.nvs_pages {
-            NvsPages::Legacy => crate::nvs::TrailingPages::Legacy,
-            NvsPages::Active => crate::nvs::TrailingPages::Erased,
-        },
-    };
-    let bytes = crate::nvs::encode(&entries, &options).map_err(|e| {
-        let place = plan
-            .at_customize
-            .row("mfg_nvs")
-            .and_then(|r| r.place.clone())
-            .or_else(|| plan.pki.first().and_then(|p| p.place.clone()));
-        let mut err = ManifestError::new(
+    let bytes = content
+        .encode(u64::from(part.size), plan.nvs_pages)
+        .map_err(|e| {
+            let place = plan
+                .at_customize
+                .row("mfg_nvs")
+                .and_then(|r| r.place.clone())
+                .or_else(|| plan.pki.first().and_then(|p| p.place.clone()));
+            let mut err = ManifestError::new(
             ErrorKind::PartitionInvalid,
             format!("mfg_nvs ({} bytes): {e}", part.size),
         )
         .help("grow the mfg_nvs partition in at-customize, or store fewer or smaller certificates");
-        if let Some(p) = &place {
-            err = err.at(p, "data does not fit mfg_nvs");
-        }
-        err
-    })?;
+            if let Some(p) = &place {
+                err = err.at(p, "data does not fit mfg_nvs");
+            }
+            err
+        })?;
     let secret = plan.pki.iter().any(|p| p.role.kind() == PkiKind::Key);
     Ok(customized(plan, "mfg_nvs", bytes, secret))
 }

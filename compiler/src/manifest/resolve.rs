@@ -1665,9 +1665,12 @@ impl<'a> Resolver<'a> {
         let mut parts: Vec<(String, Option<u32>, PathBuf, Option<Place>)> = Vec::new();
         if let Some(rel) = &fw.release {
             let dir = rel.place.file.dir().join(&rel.value);
-            match read_release_dir(&dir) {
-                Ok(list) => {
-                    for (name, offset, file) in list {
+            match crate::esp_at::flasher_args::read_build_folder(&dir) {
+                Ok(folder) => {
+                    for p in &folder.args.parts {
+                        let (offset, file) = (p.offset, dir.join(&p.file));
+                        // IDF calls the initial otadata image `otadata`.
+                        let name = if p.name == "otadata" { "ota_data_initial".to_owned() } else { p.name.clone() };
                         // Images espfleet generates itself are not taken from the release.
                         if matches!(name.as_str(), "partition-table" | "partition_table" | "at_customize" | "mfg_nvs" | "factory_param" | "ble_data")
                             || PkiRole::ALL.iter().any(|r| r.node_name().replace('-', "_") == name)
@@ -1838,66 +1841,4 @@ fn default_offset(name: &str, chip: Chip, primary: &TablePlan, atc: &TablePlan) 
         "phy_init" | "phy_multiple_init_data" => row_offset(primary, "phy_init"),
         other => row_offset(primary, other).or_else(|| row_offset(atc, other)),
     }
-}
-
-/// Reads an ESP-AT build or release folder: `flasher_args.json` (per-image objects with
-/// `offset` and `file`), else `download.config` / `flash_project_args` (`<offset> <file>` pairs).
-fn read_release_dir(dir: &Path) -> Result<Vec<(String, u32, PathBuf)>, String> {
-    let args = dir.join("flasher_args.json");
-    if let Ok(text) = fs_err::read_to_string(&args) {
-        let json: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| format!("flasher_args.json: {e}"))?;
-        let obj = json
-            .as_object()
-            .ok_or("flasher_args.json is not an object")?;
-        let mut out = Vec::new();
-        for (name, v) in obj {
-            let (Some(off), Some(file)) = (
-                v.get("offset").and_then(|o| o.as_str()),
-                v.get("file").and_then(|f| f.as_str()),
-            ) else {
-                continue;
-            };
-            let offset = parse_num(off)
-                .and_then(|o| u32::try_from(o).ok())
-                .ok_or_else(|| format!("flasher_args.json: bad offset `{off}` for {name}"))?;
-            let name = match name.as_str() {
-                "otadata" => "ota_data_initial".to_owned(),
-                n => n.to_owned(),
-            };
-            out.push((name, offset, dir.join(file)));
-        }
-        if out.is_empty() {
-            return Err("flasher_args.json lists no images".to_owned());
-        }
-        return Ok(out);
-    }
-    for name in ["download.config", "flash_project_args"] {
-        if let Ok(text) = fs_err::read_to_string(dir.join(name)) {
-            let words: Vec<&str> = text.split_whitespace().collect();
-            let mut out = Vec::new();
-            for pair in words.windows(2) {
-                if let Some(hex) = pair[0].strip_prefix("0x") {
-                    if let Ok(offset) = u32::from_str_radix(hex, 16) {
-                        let file = dir.join(pair[1]);
-                        let stem = Path::new(pair[1])
-                            .file_stem()
-                            .map(|s| s.to_string_lossy().into_owned())
-                            .unwrap_or_default();
-                        let name = match stem.as_str() {
-                            "esp-at" => "app".to_owned(),
-                            s => s
-                                .replace('-', "_")
-                                .replace("partition_table", "partition-table"),
-                        };
-                        out.push((name, offset, file));
-                    }
-                }
-            }
-            if !out.is_empty() {
-                return Ok(out);
-            }
-        }
-    }
-    Err("no flasher_args.json or download.config in it".to_owned())
 }

@@ -106,7 +106,9 @@ fn warn(warnings: &[PartitionWarning]) {
     }
 }
 
-/// Runs `espfleet partitions`.
+/// Runs `espfleet partitions`. Errors are printed here (with the tool's exit codes), so the
+/// `Result` of the common subcommand signature is always `Ok`.
+#[allow(clippy::needless_pass_by_value, clippy::unnecessary_wraps)] // the shared dispatch signature
 pub fn run(args: PartitionsArgs, global: &GlobalOpts) -> miette::Result<ExitCode> {
     Ok(match convert(&args, global.quiet) {
         Ok(()) => ExitCode::SUCCESS,
@@ -225,16 +227,15 @@ mod tests {
 
     fn golden(name: &str) -> PathBuf {
         let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let shared = std::env::var_os("ESPFLEET_SHARED_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                manifest_dir
-                    .ancestors()
-                    .skip(2)
-                    .map(|a| a.join("shared"))
-                    .find(|p| p.join("golden/manifest.json").is_file())
-                    .expect("shared/ not found beside the repository; set ESPFLEET_SHARED_DIR")
-            });
+        let shared = match std::env::var_os("ESPFLEET_SHARED_DIR") {
+            Some(dir) => PathBuf::from(dir),
+            None => manifest_dir
+                .ancestors()
+                .skip(2)
+                .map(|a| a.join("shared"))
+                .find(|p| p.join("golden/manifest.json").is_file())
+                .expect("shared/ not found beside the repository; set ESPFLEET_SHARED_DIR"),
+        };
         shared.join("golden/partitions").join(name)
     }
 

@@ -1,8 +1,10 @@
 #![no_main]
-//! Arbitrary bytes into the binary decoder; whatever decodes must re-encode, print as CSV and
+//! Arbitrary bytes into the binary decoder (and, as text, into the CSV reader); whatever decodes must re-encode, print as CSV and
 //! read back without panicking, and a CSV round trip that succeeds must give the same bytes.
 
-use espfleet_compiler::partition_table::{PartitionTable, TableOptions, parse_csv};
+use espfleet_compiler::partition_table::{
+    PartitionTable, TableOptions, decode_csv_text, parse_csv,
+};
 
 /// Names that survive the CSV unchanged (the tool's CSV has no quoting).
 fn csv_safe(name: &str) -> bool {
@@ -15,6 +17,24 @@ fn csv_safe(name: &str) -> bool {
 }
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    // The same bytes as CSV text (the CLI's other direction): any outcome but a panic, and a
+    // table that lays out must encode, decode and compare equal.
+    if let Ok(text) = decode_csv_text(data) {
+        for md5 in [true, false] {
+            let opts = TableOptions {
+                md5,
+                ..TableOptions::default()
+            };
+            if let Ok(table) = parse_csv(&text, &opts) {
+                let bytes = table.to_bytes(md5).expect("a laid-out table fits");
+                let back = PartitionTable::decode(&bytes, md5)
+                    .expect("our own binary must decode")
+                    .table;
+                assert_eq!(back.partitions().len(), table.partitions().len());
+                let _ = table.to_csv();
+            }
+        }
+    }
     for md5 in [true, false] {
         let Ok(decoded) = PartitionTable::decode(data, md5) else {
             continue;

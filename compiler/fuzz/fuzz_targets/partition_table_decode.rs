@@ -1,6 +1,7 @@
 #![no_main]
-//! Arbitrary bytes into the binary decoder (and, as text, into the CSV reader); whatever decodes must re-encode, print as CSV and
-//! read back without panicking, and a CSV round trip that succeeds must give the same bytes.
+//! Arbitrary bytes into the binary decoder (and, as text, into the CSV reader): whatever
+//! decodes must re-encode, print as CSV and read back without panicking, and a CSV round trip
+//! that succeeds must give the same bytes.
 
 use espfleet_compiler::partition_table::{
     PartitionTable, TableOptions, decode_csv_text, parse_csv,

@@ -845,3 +845,18 @@ fn verification_errors_are_all_collected_in_tool_order() {
         ]
     );
 }
+
+#[test]
+fn negative_values_print_like_python_percent_x() {
+    // "0x%x" % -0x1000 is "0x-1000" in Python.
+    let e = rejects(
+        "a, data, nvs, -0x1000, 0x6000\n",
+        "offset_in_table_sector",
+        1,
+    );
+    assert!(
+        e.to_string()
+            .starts_with("Partitions overlap. Partition sets offset 0x-1000."),
+        "{e}"
+    );
+}

@@ -664,7 +664,8 @@ impl Device {
     fn flash_end(&mut self, cmd: &Command) -> Result<Handled, Failure> {
         let stub = self.state == LoaderState::Stub;
         let reboot = word(cmd, 0)? == 0;
-        if let (true, Some(w)) = (stub, &self.write) {
+        // The write session ends here either way.
+        if let (true, Some(w)) = (stub, self.write.take()) {
             if cmd.op == op::FLASH_DEFL_END && w.compressed && w.written < w.size {
                 return Err(Failure::NOT_ENOUGH_DATA);
             }

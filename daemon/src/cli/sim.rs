@@ -28,7 +28,8 @@ the ROM loader. A pty has no DTR/RTS lines, so tell clients not to reset:
   espflash: ResetBeforeOperation::NoReset with ResetAfterOperation::NoReset or NoResetNoStub
 
 Example:
-  PORT=$(espfleet sim --chip esp32c3 --flash-file board.bin &) ...
+  espfleet sim --chip esp32c3 --flash-file board.bin > /tmp/sim-port &
+  sleep 0.5; PORT=$(cat /tmp/sim-port)     # or --link /tmp/esp32c3 for a fixed name
 
 TRIGGER is bytes:N (after N bytes from the host), command:N (the Nth command) or OPCODE:N \
 (the Nth command with that opcode, by name such as FLASH_DATA or as hex such as 0x03).

@@ -457,8 +457,12 @@ fn stub_read_flash_streams_with_acks_then_md5() {
     start_stub(&mut d);
     let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7).to_le_bytes()[0]).collect();
     d.lock_flash().program(0x8000, &data);
-    // packet 0x1000, at most 2 in flight.
-    let frames = send(&mut d, op::READ_FLASH, &words(&[0x8000, 10_000, 0x1000, 2]));
+    // Packets of 0x1000, at most 0x2000 bytes in flight: two packets.
+    let frames = send(
+        &mut d,
+        op::READ_FLASH,
+        &words(&[0x8000, 10_000, 0x1000, 0x2000]),
+    );
     assert_eq!(frames.len(), 3, "reply + 2 packets");
     assert_eq!(frames[0][8..], [0, 0]);
     let mut got = frames[1].clone();
@@ -518,5 +522,22 @@ fn write_reg_applies_mask_and_delay() {
     assert_eq!(
         reply(&mut d, op::READ_REG, &words(&[0x6000_0000])).0,
         0x0034_FF00
+    );
+}
+
+/// Both clients pass max_in_flight = 64 with 4 KiB packets; the window counts bytes, so the stub
+/// waits for each acknowledgement before the next packet.
+#[test]
+fn stub_read_flash_window_counts_bytes() {
+    let mut d = device(Chip::Esp32);
+    start_stub(&mut d);
+    let frames = send(&mut d, op::READ_FLASH, &words(&[0, 0x3000, 0x1000, 64]));
+    assert_eq!(frames.len(), 2, "reply + 1 packet");
+    assert_eq!(d.on_frame(&0x1000u32.to_le_bytes()).len(), 1);
+    assert_eq!(d.on_frame(&0x2000u32.to_le_bytes()).len(), 1);
+    let last = d.on_frame(&0x3000u32.to_le_bytes());
+    assert!(
+        matches!(last.as_slice(), [Action::Frame(md5)] if md5.len() == 16),
+        "then the MD5"
     );
 }

@@ -97,7 +97,7 @@ fn main() {
         let overhead = run(&["flash-id"]);
         let total = run(&["write-flash", "0x10000", image.to_str().unwrap()]);
         let secs = (total - overhead).max(1e-3);
-        let rate = bytes.len() as f64 / secs;
+        let rate = f64::from(u32::try_from(bytes.len()).unwrap()) / secs;
         let line = f64::from(baud) / 10.0;
         println!(
             "{label:<34} {secs:>9.2} {rate:>11.0} {line:>11.0} {:>7.2}",

@@ -481,3 +481,21 @@ fn flash_file_survives_a_restart() {
     let (sim, _c) = spawn(config);
     assert_eq!(sim.flash_contents(), saved, "loaded back");
 }
+
+/// umockdev (and serialport's `TTYPort::pair()`) hand over a pty master made elsewhere: the
+/// simulator adopts it and serves the slave side.
+#[test]
+fn adopts_an_existing_pty_master() {
+    use rustix::pty::OpenptFlags;
+    let master =
+        rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
+            .unwrap();
+    rustix::pty::grantpt(&master).unwrap();
+    rustix::pty::unlockpt(&master).unwrap();
+    let name = rustix::pty::ptsname(&master, Vec::new()).unwrap();
+    let sim = Simulator::spawn_on_master(master, fast(Chip::Esp32c3)).unwrap();
+    assert_eq!(sim.path().as_os_str().as_encoded_bytes(), name.as_bytes());
+    let mut c = Client::open(sim.path());
+    assert_eq!(c.sync().len(), 8);
+    assert_eq!(c.command(op::GET_SECURITY_INFO, &[]).1.len(), 24);
+}

@@ -499,3 +499,43 @@ fn adopts_an_existing_pty_master() {
     assert_eq!(c.sync().len(), 8);
     assert_eq!(c.command(op::GET_SECURITY_INFO, &[]).1.len(), 24);
 }
+
+#[test]
+fn replug_gives_a_fresh_rom_loader_with_the_same_flash() {
+    let mut config = fast(Chip::Esp32);
+    config.faults.unplug = Some(Trigger::Opcode {
+        op: op::FLASH_DATA,
+        nth: 2,
+    });
+    let (mut sim, mut c) = spawn(config);
+    c.sync();
+    c.command(op::SPI_ATTACH, &[0; 8]);
+    c.command(op::FLASH_BEGIN, &words(&[0x800, 2, 0x400, 0]));
+    c.send_raw(&data_frame(op::FLASH_DATA, 0, &[0x66; 0x400]));
+    assert_eq!(c.frame()[8..], [0; 4]);
+    c.send_raw(&data_frame(op::FLASH_DATA, 1, &[0x66; 0x400]));
+    assert_eq!(c.recv(Duration::from_secs(3)), Got::HungUp);
+    sim.replug().unwrap();
+    assert!(!sim.is_unplugged() && sim.is_running());
+    assert_eq!(sim.state(), LoaderState::Rom);
+    let mut c = Client::open(sim.path());
+    assert_eq!(c.sync().len(), 8);
+    // A new session works; the unplug fault is armed again, so write a single block.
+    c.command(op::SPI_ATTACH, &[0; 8]);
+    c.command(op::FLASH_BEGIN, &words(&[0x400, 1, 0x400, 0x1000]));
+    c.send_raw(&data_frame(op::FLASH_DATA, 0, &[0x77; 0x400]));
+    assert_eq!(c.frame()[8..], [0; 4]);
+    let flash = sim.flash_contents();
+    assert!(
+        flash[..0x400].iter().all(|&b| b == 0x66),
+        "written before the unplug: kept"
+    );
+    assert!(
+        flash[0x400..0x800].iter().all(|&b| b == 0xFF),
+        "never arrived"
+    );
+    assert!(
+        flash[0x1000..0x1400].iter().all(|&b| b == 0x77),
+        "written after the replug"
+    );
+}

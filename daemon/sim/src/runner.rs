@@ -166,6 +166,7 @@ impl Shared {
         self.stop.load(Ordering::SeqCst)
             || self.unplug.load(Ordering::SeqCst)
             || self.reset.load(Ordering::SeqCst)
+            || self.boot.load(Ordering::SeqCst)
     }
 }
 
@@ -381,8 +382,15 @@ impl Runner {
             }
             if self.shared.boot.load(Ordering::SeqCst) {
                 self.decoder = slip::Decoder::new();
-                let _ = self.apply(Device::boot_app);
+                let before = self.device.state();
+                let actions = self.device.boot_app();
+                self.busy_until = Instant::now();
+                self.stats(|s| s.baud = self.device.baud());
+                // Publish the new state and release the caller before the boot log goes out
+                // (sending checks the request flags and would stop early otherwise).
+                self.shared.set_state(self.device.state());
                 self.shared.boot.store(false, Ordering::SeqCst);
+                let _ = self.run_actions(before, actions);
             }
             if self.dirty && self.last_traffic.elapsed() > IDLE_PERSIST {
                 self.persist();

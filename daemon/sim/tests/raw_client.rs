@@ -539,3 +539,19 @@ fn replug_gives_a_fresh_rom_loader_with_the_same_flash() {
         "written after the replug"
     );
 }
+
+/// A hang with no end: nothing comes back until the harness resets the board.
+#[test]
+fn endless_stall_until_reset() {
+    let mut config = fast(Chip::Esp32);
+    config.faults.stall = Some(Stall {
+        trigger: Trigger::Command(2),
+        duration: None,
+    });
+    let (sim, mut c) = spawn(config);
+    c.sync();
+    c.send(op::READ_REG, &words(&[0x4000_1000]));
+    assert_eq!(c.recv(Duration::from_millis(500)), Got::Timeout);
+    sim.reset_to_bootloader();
+    assert_eq!(c.sync().len(), 8, "answers again after the reset");
+}

@@ -16,7 +16,13 @@ use espfleet_sim::{LoaderState, Pacing, SimConfig, SimHandle, Simulator};
 /// The oracle's Python: `$ESPFLEET_ORACLE_PYTHON`, else `<repo>/.venv-oracles/bin/python`.
 fn oracle_python() -> PathBuf {
     if let Some(p) = std::env::var_os("ESPFLEET_ORACLE_PYTHON") {
-        return PathBuf::from(p);
+        let p = PathBuf::from(p);
+        assert!(
+            p.exists(),
+            "ESPFLEET_ORACLE_PYTHON={} does not exist; run `bash tests/run.sh`",
+            p.display()
+        );
+        return p;
     }
     let fallback = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv-oracles/bin/python");
     assert!(

@@ -90,8 +90,14 @@ fn every_catalogue_module_resolves_and_builds_for_every_release_that_ships_it() 
                 Ok((plan, _)) => plan,
                 Err(d) => panic!("{} on {release}: {:?}", m.name, miette::Report::new(d)),
             };
-            if let Err(d) = espfleet_compiler::build::emit(&plan, espfleet_compiler::build::Jobs::Sequential) {
-                panic!("{} on {release} does not build: {:?}", m.name, miette::Report::new(d));
+            if let Err(d) =
+                espfleet_compiler::build::emit(&plan, espfleet_compiler::build::Jobs::Sequential)
+            {
+                panic!(
+                    "{} on {release} does not build: {:?}",
+                    m.name,
+                    miette::Report::new(d)
+                );
             }
             count += 1;
         }

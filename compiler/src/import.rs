@@ -746,7 +746,7 @@ pub fn import(bytes: &[u8]) -> Result<Imported, ImportError> {
     let list: Vec<String> = candidates.iter().map(ToString::to_string).collect();
     let _ = writeln!(
         m,
-        "// Releases consistent with this evidence: {}.\n// Chosen: {release} (its catalogue tables need the fewest edits; the newest on a tie).\n// Every release in the list writes the same bytes for this image.",
+        "// Releases consistent with this evidence: {}.\n// Chosen: {release} (its catalogue tables need the fewest edits; the newest on a tie).\n// espfleet writes the same bytes for this image with any release in the list.",
         list.join(", ")
     );
     let pages = match nvs_pages {
@@ -926,10 +926,12 @@ fn era_a_csv(t: &ble_data::ServiceTable) -> String {
 /// Writes the manifest (as `manifest.kdl`) and its files under `dir`, keys with mode 0600.
 pub fn write(dir: &Path, imported: &Imported) -> std::io::Result<std::path::PathBuf> {
     for f in &imported.files {
-        crate::output::write_atomic(&dir.join(&f.path), &f.bytes, f.secret.then_some(0o600))?;
+        // Explicit modes: keys 0600, everything else 0644 (the temporary file starts as 0600).
+        let mode = if f.secret { 0o600 } else { 0o644 };
+        crate::output::write_atomic(&dir.join(&f.path), &f.bytes, Some(mode))?;
     }
     let path = dir.join("manifest.kdl");
-    crate::output::write_atomic(&path, imported.manifest.as_bytes(), None)?;
+    crate::output::write_atomic(&path, imported.manifest.as_bytes(), Some(0o644))?;
     Ok(path)
 }
 

@@ -315,7 +315,23 @@ fn nvs_image(bytes: &[u8]) -> Out {
         }
     );
     let mut pages = Vec::new();
+    let mut erased_run: Option<(usize, usize)> = None;
+    let flush = |text: &mut String, run: &mut Option<(usize, usize)>| {
+        if let Some((a, b)) = run.take() {
+            if a == b {
+                let _ = writeln!(text, "  page {a}: erased");
+            } else {
+                let _ = writeln!(text, "  pages {a}..={b}: erased");
+            }
+        }
+    };
     for p in &d.pages {
+        pages.push(json!({"index": p.index, "state": format!("{:?}", p.state), "seq": p.seq, "written_slots": p.written_slots}));
+        if p.state == nvs::page::PageState::Uninitialized && p.written_slots == 0 {
+            erased_run = Some(erased_run.map_or((p.index, p.index), |(a, _)| (a, p.index)));
+            continue;
+        }
+        flush(&mut text, &mut erased_run);
         let _ = writeln!(
             text,
             "  page {}: {:?}{}, {} slot(s) written{}",
@@ -329,8 +345,8 @@ fn nvs_image(bytes: &[u8]) -> Out {
                 ", header CRC BAD"
             }
         );
-        pages.push(json!({"index": p.index, "state": format!("{:?}", p.state), "seq": p.seq, "written_slots": p.written_slots}));
     }
+    flush(&mut text, &mut erased_run);
     let mut entries = Vec::new();
     for item in &d.items {
         match &item.value {
@@ -413,12 +429,22 @@ fn ble(bytes: &[u8]) -> Result<Out, String> {
         let mut obj = serde_json::Map::new();
         for (k, v) in &row.0 {
             match v {
+                ble_data::JsonValue::Int(n) if k == "perm" => {
+                    let _ = write!(line, " {k}={n:#04x}");
+                    obj.insert(k.clone(), json!(i64::try_from(*n).unwrap_or(i64::MAX)));
+                }
                 ble_data::JsonValue::Int(n) => {
                     let _ = write!(line, " {k}={n}");
                     obj.insert(k.clone(), json!(i64::try_from(*n).unwrap_or(i64::MAX)));
                 }
                 ble_data::JsonValue::Str(s) => {
-                    let _ = write!(line, " {k}={s}");
+                    if k == "uuid" {
+                        let _ = write!(line, " {k}=0x{s}");
+                    } else if s.len() > 32 {
+                        let _ = write!(line, " {k}={}… ({} bytes)", &s[..32], s.len() / 2);
+                    } else {
+                        let _ = write!(line, " {k}={s}");
+                    }
                     obj.insert(k.clone(), json!(s));
                 }
             }
@@ -479,7 +505,7 @@ fn firmware_image(bytes: &[u8]) -> Result<Out, String> {
         img.flash_size_freq,
     );
     let mut text = format!(
-        "ESP image: {len} bytes, chip {}, flash {} {} {}\n",
+        "Firmware image: {len} bytes, chip {}, flash {} {} {}\n",
         chip.map_or("unknown", Chip::name),
         m.map_or("?", FlashMode::name),
         f.map_or("?", FlashFreq::name),
@@ -615,6 +641,12 @@ fn decode_region(p: &Partition, data: &[u8]) -> Out {
         _ => by_name(&p.name),
     };
     if let Some(k) = kind {
+        let data = match (k, firmware::layout(data)) {
+            (Kind::Firmware, Ok(x)) => {
+                &data[..(x.data_length + if x.hash_appended { 32 } else { 0 }).min(data.len())]
+            }
+            _ => data,
+        };
         if let Ok(r) = inspect(data, Some(k)) {
             return (r.text, r.json);
         }
@@ -634,7 +666,10 @@ fn merged(bytes: &[u8]) -> Result<Out, String> {
         l.chip
     );
     let boot = &bytes[l.bootloader as usize..l.table_offset.min(bytes.len() as u32) as usize];
-    let (bt, bj) = firmware_image(boot)?;
+    let boot_len = firmware::layout(boot)
+        .map(|x| x.data_length + if x.hash_appended { 32 } else { 0 })
+        .map_err(|e| format!("bootloader: {e}"))?;
+    let (bt, bj) = firmware_image(&boot[..boot_len.min(boot.len())])?;
     let _ = writeln!(text, "\n[{:#x}] bootloader", l.bootloader);
     text.push_str(&indent(&bt, "  "));
     let (pt, pj) = table(region(

@@ -119,6 +119,22 @@ fn round_trip(manifest: &Path) -> import::Imported {
         .unwrap_or_else(|e| panic!("{}: import failed: {e:?}", manifest.display()));
     let dir = tempfile::tempdir().unwrap();
     let path = import::write(dir.path(), &imported).unwrap();
+    #[cfg(unix)]
+    for f in &imported.files {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.path().join(&f.path))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, if f.secret { 0o600 } else { 0o644 }, "{}", f.path);
+    }
+    assert!(
+        imported
+            .files
+            .iter()
+            .any(|f| f.secret && f.path.ends_with(".key"))
+    );
     let rebuilt = build_manifest(&path);
     for img in original
         .iter()

@@ -15,6 +15,8 @@ use clap::{Parser, Subcommand};
 
 mod build;
 mod check;
+mod import;
+mod inspect;
 mod nvs;
 mod partitions;
 mod schema;
@@ -76,6 +78,10 @@ enum Command {
     Schema(schema::SchemaArgs),
     /// Generate, encrypt, decrypt and dump NVS partition images (a drop-in for esp-idf-nvs-partition-gen).
     Nvs(nvs::NvsArgs),
+    /// Show what an image holds: partition tables, NVS, era A bins, firmware, factory images.
+    Inspect(inspect::InspectArgs),
+    /// Recover a manifest (and its certificate, BLE and firmware files) from a factory image.
+    Import(import::ImportArgs),
 }
 
 /// Entry point of the `espfleet` binary: parse arguments, set up diagnostics and logging, run.
@@ -88,6 +94,8 @@ pub fn main() -> ExitCode {
         Command::Partitions(args) => partitions::run(args, &cli.global),
         Command::Schema(args) => schema::run(args, &cli.global),
         Command::Nvs(args) => nvs::run(args, &cli.global),
+        Command::Inspect(args) => inspect::run(args, &cli.global),
+        Command::Import(args) => import::run(args, &cli.global),
     };
     match result {
         Ok(code) => code,

@@ -78,6 +78,18 @@ pub enum ImportError {
     },
 }
 
+/// The features ESP-AT's module configurations enable by default (manifests/README.md).
+const DEFAULT_FEATURES: [&str; 8] = [
+    "AT_BLE_COMMAND_SUPPORT",
+    "AT_SSL_SERVER_CLIENT_AUTH_SERVER",
+    "AT_SSL_SERVER_SERVER_AUTH_CLIENT",
+    "AT_SSL_CLIENT_SERVER_AUTH_CLIENT",
+    "AT_SSL_CLIENT_CLIENT_AUTH_SERVER",
+    "AT_MQTT_BROKER_AUTH_CLIENT",
+    "AT_MQTT_CLIENT_AUTH_BROKER",
+    "AT_CUSTOMIZED_PARTITION_TABLE_SUPPORT",
+];
+
 /// One file `import` writes next to the manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportedFile {
@@ -783,12 +795,12 @@ pub fn import(bytes: &[u8]) -> Result<Imported, ImportError> {
     let u = &module.uart;
     let defaults = [u.port, u.baud, u.tx, u.rx, u.cts, u.rts];
     let names = ["port", "baud", "tx", "rx", "cts", "rts"];
-    let uart: String = names
-        .iter()
-        .zip(defaults.iter().zip(factory.uart.iter()))
-        .filter(|(_, (d, v))| d != v)
-        .map(|(n, (_, v))| format!(" {n}={v}"))
-        .collect();
+    let mut uart = String::new();
+    for (n, (d, v)) in names.iter().zip(defaults.iter().zip(factory.uart.iter())) {
+        if d != v {
+            let _ = write!(uart, " {n}={v}");
+        }
+    }
     if uart.is_empty() {
         let _ = writeln!(m, "// UART: the module's defaults.");
     } else {
@@ -846,16 +858,6 @@ pub fn import(bytes: &[u8]) -> Result<Imported, ImportError> {
         block.push_str("}\n\n");
         m.push_str(&block);
     }
-    const DEFAULT_FEATURES: [&str; 8] = [
-        "AT_BLE_COMMAND_SUPPORT",
-        "AT_SSL_SERVER_CLIENT_AUTH_SERVER",
-        "AT_SSL_SERVER_SERVER_AUTH_CLIENT",
-        "AT_SSL_CLIENT_SERVER_AUTH_CLIENT",
-        "AT_SSL_CLIENT_CLIENT_AUTH_SERVER",
-        "AT_MQTT_BROKER_AUTH_CLIENT",
-        "AT_MQTT_CLIENT_AUTH_BROKER",
-        "AT_CUSTOMIZED_PARTITION_TABLE_SUPPORT",
-    ];
     let extra: Vec<&&str> = features
         .iter()
         .filter(|f| !DEFAULT_FEATURES.contains(f))

@@ -110,6 +110,8 @@ pub struct Report {
 }
 
 const PT_MAGIC: [u8; 2] = [0xAA, 0x50];
+/// The table length as a flash length.
+const TABLE_LEN: u32 = 0xC00;
 
 fn is_nvs(bytes: &[u8]) -> bool {
     if bytes.len() < 4096 || bytes.len() % 4096 != 0 {
@@ -141,22 +143,19 @@ pub fn detect(bytes: &[u8]) -> Option<Kind> {
 
 /// Inspects `bytes`, as `kind` or as whatever [`detect`] recognises.
 pub fn inspect(bytes: &[u8], kind: Option<Kind>) -> Result<Report, InspectError> {
-    let kind = match kind.or_else(|| detect(bytes)) {
-        Some(k) => k,
-        None => {
-            let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
-            return Err(InspectError::Unrecognised {
-                detail: if bytes.is_empty() {
-                    "the file is empty".to_owned()
-                } else {
-                    format!(
-                        "{} bytes starting {} match no known format",
-                        bytes.len(),
-                        head.join(" ")
-                    )
-                },
-            });
-        }
+    let Some(kind) = kind.or_else(|| detect(bytes)) else {
+        let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        return Err(InspectError::Unrecognised {
+            detail: if bytes.is_empty() {
+                "the file is empty".to_owned()
+            } else {
+                format!(
+                    "{} bytes starting {} match no known format",
+                    bytes.len(),
+                    head.join(" ")
+                )
+            },
+        });
     };
     let bad = |message: String| InspectError::Malformed {
         kind: kind.name(),
@@ -665,18 +664,14 @@ fn merged(bytes: &[u8]) -> Result<Out, String> {
         bytes.len(),
         l.chip
     );
-    let boot = &bytes[l.bootloader as usize..l.table_offset.min(bytes.len() as u32) as usize];
+    let boot = &bytes[l.bootloader as usize..(l.table_offset as usize).min(bytes.len())];
     let boot_len = firmware::layout(boot)
         .map(|x| x.data_length + if x.hash_appended { 32 } else { 0 })
         .map_err(|e| format!("bootloader: {e}"))?;
     let (bt, bj) = firmware_image(&boot[..boot_len.min(boot.len())])?;
     let _ = writeln!(text, "\n[{:#x}] bootloader", l.bootloader);
     text.push_str(&indent(&bt, "  "));
-    let (pt, pj) = table(region(
-        bytes,
-        l.table_offset,
-        partition_table::TABLE_BYTES as u32,
-    ))?;
+    let (pt, pj) = table(region(bytes, l.table_offset, TABLE_LEN))?;
     let _ = writeln!(text, "\n[{:#x}] primary partition table", l.table_offset);
     text.push_str(&indent(&pt, "  "));
     let mut regions = Vec::new();
@@ -684,7 +679,7 @@ fn merged(bytes: &[u8]) -> Result<Out, String> {
     let mut all: Vec<(&Partition, bool)> =
         l.primary.partitions().iter().map(|p| (p, true)).collect();
     if let Some((off, t)) = &l.at_customize {
-        let (at, aj) = table(region(bytes, *off, partition_table::TABLE_BYTES as u32))?;
+        let (at, aj) = table(region(bytes, *off, TABLE_LEN))?;
         let _ = writeln!(text, "\n[{off:#x}] at_customize table");
         text.push_str(&indent(&at, "  "));
         atc_json = aj;

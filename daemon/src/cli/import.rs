@@ -32,6 +32,7 @@ pub struct ImportArgs {
 }
 
 /// Imports one image; prints what was found and whether the rebuild matches.
+#[allow(clippy::needless_pass_by_value)] // dispatch hands every subcommand its args by value
 pub fn run(args: ImportArgs, global: &GlobalOpts) -> miette::Result<ExitCode> {
     let bytes = fs_err::read(&args.image)
         .map_err(|e| miette::miette!(code = "espfleet::import::unreadable", "{e}"))?;

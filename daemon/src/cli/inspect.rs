@@ -78,6 +78,7 @@ pub struct InspectArgs {
 }
 
 /// Prints the account of one image.
+#[allow(clippy::needless_pass_by_value)] // dispatch hands every subcommand its args by value
 pub fn run(args: InspectArgs, _global: &GlobalOpts) -> miette::Result<ExitCode> {
     let bytes = fs_err::read(&args.image)
         .map_err(|e| miette::miette!(code = "espfleet::inspect::unreadable", "{e}"))?;

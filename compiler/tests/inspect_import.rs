@@ -34,17 +34,27 @@ fn image<'a>(images: &'a [Image], name: &str) -> &'a [u8] {
         .bytes
 }
 
-/// An era A example with the example firmware added, written to `dir` with absolute paths.
-fn era_a_with_firmware(dir: &Path, example: &str) -> PathBuf {
+/// A copy of an example in `dir` with absolute paths, `edits` applied to its text and, when
+/// `firmware` names a chip, the example firmware added.
+fn variant(dir: &Path, example: &str, edits: &[(&str, &str)], firmware: Option<&str>) -> PathBuf {
     let ex = examples();
-    let text = std::fs::read_to_string(ex.join(example)).unwrap();
-    let text = text.replace(
-        "\"esp-at-data/",
-        &format!("\"{}/esp-at-data/", ex.display()),
-    ) + &format!(
-        "\nfirmware {{\n    release \"{}/firmware/esp32\"\n}}\n",
-        ex.display()
-    );
+    let mut text = std::fs::read_to_string(ex.join(example))
+        .unwrap()
+        .replace(
+            "\"esp-at-data/",
+            &format!("\"{}/esp-at-data/", ex.display()),
+        )
+        .replace("\"firmware/", &format!("\"{}/firmware/", ex.display()));
+    for (from, to) in edits {
+        assert!(text.contains(from), "{example} has no `{from}`");
+        text = text.replace(from, to);
+    }
+    if let Some(chip) = firmware {
+        text += &format!(
+            "\nfirmware {{\n    release \"{}/firmware/{chip}\"\n}}\n",
+            ex.display()
+        );
+    }
     let path = dir.join(example);
     std::fs::write(&path, text).unwrap();
     path
@@ -185,8 +195,48 @@ fn import_then_build_reproduces_era_b_examples() {
 #[test]
 fn import_then_build_reproduces_era_a_with_firmware() {
     let dir = tempfile::tempdir().unwrap();
-    let v24 = round_trip(&era_a_with_firmware(dir.path(), "wroom-32-v2.4.kdl"));
+    let v24 = round_trip(&variant(
+        dir.path(),
+        "wroom-32-v2.4.kdl",
+        &[],
+        Some("esp32"),
+    ));
     assert!(!v24.release.pki_typed_items(), "{}", v24.release);
-    let v30 = round_trip(&era_a_with_firmware(dir.path(), "wroom-32-v3.0.kdl"));
+    let v30 = round_trip(&variant(
+        dir.path(),
+        "wroom-32-v3.0.kdl",
+        &[],
+        Some("esp32"),
+    ));
     assert!(v30.release.pki_typed_items(), "{}", v30.release);
+}
+
+#[test]
+fn import_then_build_reproduces_combine_script_and_legacy_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    // v3.1–v4.0: no sys_store, legacy NVS pages, the combine script's factory image.
+    let v40 = round_trip(&variant(
+        dir.path(),
+        "wroom-32.kdl",
+        &[("esp-at \"master\"", "esp-at \"v4.0.0.0\"")],
+        None,
+    ));
+    assert!(
+        v40.release.era() == espfleet_compiler::release::Era::B && !v40.release.has_sys_store()
+    );
+    // v4.1+ with the legacy page form asked for: the import must say so.
+    let legacy = round_trip(&variant(
+        dir.path(),
+        "mini-1-c3.kdl",
+        &[(
+            "esp-at \"v4.1.1.0\"",
+            "esp-at \"v4.1.1.0\" nvs-pages=\"legacy\"",
+        )],
+        None,
+    ));
+    assert!(
+        legacy.manifest.contains("nvs-pages=\"legacy\""),
+        "{}",
+        legacy.manifest
+    );
 }

@@ -259,6 +259,27 @@ fn hexn(n: u32) -> String {
     format!("{n:#x}")
 }
 
+/// `type=… subtype=…` with ESP-IDF's keywords where they exist.
+fn type_props(p: &Partition) -> String {
+    let kw = crate::partition_table::Keywords::esp_idf();
+    let ty = kw
+        .type_name(p.ty)
+        .map_or_else(|| format!("{:#04x}", p.ty), |t| format!("\"{t}\""));
+    let sub = kw
+        .subtype_name(p.ty, p.subtype)
+        .map_or_else(|| format!("{:#04x}", p.subtype), |t| format!("\"{t}\""));
+    format!("type={ty} subtype={sub}")
+}
+
+fn size_prop(n: u32) -> String {
+    let t = inspect::size_text(n);
+    if t.ends_with('K') || t.ends_with('M') {
+        format!("\"{t}\"")
+    } else {
+        hexn(n)
+    }
+}
+
 /// Table edits turning `cat` into `img`; `None` when the order cannot be reached by edits.
 fn table_edits(
     cat: &PartitionTable,
@@ -282,13 +303,13 @@ fn table_edits(
             Some(c) => {
                 let mut props = String::new();
                 if c.ty != p.ty || c.subtype != p.subtype {
-                    let _ = write!(props, " type={:#04x} subtype={:#04x}", p.ty, p.subtype);
+                    let _ = write!(props, " {}", type_props(p));
                 }
                 if c.offset != p.offset {
                     let _ = write!(props, " offset={}", hexn(p.offset));
                 }
                 if c.size != p.size {
-                    let _ = write!(props, " size={}", hexn(p.size));
+                    let _ = write!(props, " size={}", size_prop(p.size));
                 }
                 if c.flags != p.flags {
                     let _ = write!(props, " flags=\"{flags}\"");
@@ -322,12 +343,11 @@ fn full_row(p: &Partition, file: &str) -> String {
         format!(" flags=\"{flags}\"")
     };
     format!(
-        "partition \"{}\" type={:#04x} subtype={:#04x} offset={} size={}{flags}{file}",
+        "partition \"{}\" {} offset={} size={}{flags}{file}",
         p.name,
-        p.ty,
-        p.subtype,
+        type_props(p),
         hexn(p.offset),
-        hexn(p.size)
+        size_prop(p.size)
     )
 }
 

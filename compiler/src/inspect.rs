@@ -183,7 +183,7 @@ fn indent(text: &str, by: &str) -> String {
     })
 }
 
-fn size_text(n: u32) -> String {
+pub(crate) fn size_text(n: u32) -> String {
     if n % (1024 * 1024) == 0 {
         format!("{}M", n / (1024 * 1024))
     } else if n % 1024 == 0 {

@@ -50,7 +50,9 @@ fn variant(dir: &Path, example: &str, edits: &[(&str, &str)], firmware: Option<&
         text = text.replace(from, to);
     }
     if let Some(chip) = firmware {
-        text += &format!(
+        use std::fmt::Write as _;
+        let _ = write!(
+            text,
             "\nfirmware {{\n    release \"{}/firmware/{chip}\"\n}}\n",
             ex.display()
         );

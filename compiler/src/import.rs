@@ -18,7 +18,7 @@ use crate::esp_at::release::ReleaseFormats as _;
 use crate::esp_at::{ble_data, factory_param, firmware, pki};
 use crate::inspect::{self, MergedLayout};
 use crate::manifest::document::PkiRole;
-use crate::manifest::resolve::{esp_at_name, feature_of};
+use crate::manifest::resolve::{DEFAULT_FEATURES, esp_at_name, feature_of};
 use crate::nvs;
 use crate::partition_table::{Partition, PartitionTable};
 use crate::release::{Era, NvsPages, Release};
@@ -77,18 +77,6 @@ pub enum ImportError {
         evidence: String,
     },
 }
-
-/// The features ESP-AT's module configurations enable by default (manifests/README.md).
-const DEFAULT_FEATURES: [&str; 8] = [
-    "AT_BLE_COMMAND_SUPPORT",
-    "AT_SSL_SERVER_CLIENT_AUTH_SERVER",
-    "AT_SSL_SERVER_SERVER_AUTH_CLIENT",
-    "AT_SSL_CLIENT_SERVER_AUTH_CLIENT",
-    "AT_SSL_CLIENT_CLIENT_AUTH_SERVER",
-    "AT_MQTT_BROKER_AUTH_CLIENT",
-    "AT_MQTT_CLIENT_AUTH_BROKER",
-    "AT_CUSTOMIZED_PARTITION_TABLE_SUPPORT",
-];
 
 /// One file `import` writes next to the manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]

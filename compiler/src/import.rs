@@ -612,10 +612,10 @@ pub fn import(bytes: &[u8]) -> Result<Imported, ImportError> {
             chip,
         })?;
 
-    // Candidate releases; prefer the one whose catalogue tables need the fewest edits, then
-    // the newest.
+    // Candidate releases; prefer the one whose catalogue tables need the fewest edits, then a
+    // tagged release over master (a moving target), then the newest.
     let noff = |t: &PartitionTable, u: &PartitionTable| table_edits(t, u, &[]).len();
-    let mut best: Option<(usize, Release)> = None;
+    let mut best: Option<((usize, bool), Release)> = None;
     let mut candidates = Vec::new();
     for r in cat.releases_of(module) {
         if !ev.filter.iter().all(|f| f(r)) {
@@ -625,10 +625,13 @@ pub fn import(bytes: &[u8]) -> Result<Imported, ImportError> {
         let Some((po, pt, ao, at)) = catalogue_tables(module, r) else {
             continue;
         };
-        let cost = noff(&pt, &primary)
-            + noff(&at, &atc)
-            + usize::from(po != table_offset)
-            + usize::from(ao != atc_offset);
+        let cost = (
+            noff(&pt, &primary)
+                + noff(&at, &atc)
+                + usize::from(po != table_offset)
+                + usize::from(ao != atc_offset),
+            r.is_master(),
+        );
         if best.is_none_or(|(c, _)| cost <= c) {
             best = Some((cost, r));
         }
@@ -766,7 +769,7 @@ pub fn import(bytes: &[u8]) -> Result<Imported, ImportError> {
     let list: Vec<String> = candidates.iter().map(ToString::to_string).collect();
     let _ = writeln!(
         m,
-        "// Releases consistent with this evidence: {}.\n// Chosen: {release} (its catalogue tables need the fewest edits; the newest on a tie).\n// espfleet writes the same bytes for this image with any release in the list.",
+        "// Releases consistent with this evidence: {}.\n// Chosen: {release} (its catalogue tables need the fewest edits; on a tie a tag before master, then the newest).\n// espfleet writes the same bytes for this image with any release in the list.",
         list.join(", ")
     );
     let pages = match nvs_pages {

@@ -192,6 +192,12 @@ fn import_then_build_reproduces_era_b_examples() {
     assert!(m.release.has_sys_store() && !m.release.is_master());
     let a = round_trip(&ex.join("annotated.kdl"));
     assert_eq!(a.module, "MINI-1");
+    // Nothing in it needs master (its fs partition was removed): a tag is chosen.
+    assert!(
+        a.release.has_sys_store() && !a.release.is_master(),
+        "{}",
+        a.release
+    );
 }
 
 #[test]

@@ -15,6 +15,8 @@ use clap::{Parser, Subcommand};
 
 mod build;
 mod check;
+mod import;
+mod inspect;
 mod nvs;
 mod partitions;
 mod schema;
@@ -79,6 +81,10 @@ enum Command {
     Nvs(nvs::NvsArgs),
     /// Run a simulated ESP32 / ESP32-C3 on a pseudo-terminal for esptool, espflash or espfleet.
     Sim(Box<sim::SimArgs>),
+    /// Show what an image holds: partition tables, NVS, era A bins, firmware, factory images.
+    Inspect(inspect::InspectArgs),
+    /// Recover a manifest (and its certificate, BLE and firmware files) from a factory image.
+    Import(import::ImportArgs),
 }
 
 /// Entry point of the `espfleet` binary: parse arguments, set up diagnostics and logging, run.
@@ -92,6 +98,8 @@ pub fn main() -> ExitCode {
         Command::Schema(args) => schema::run(args, &cli.global),
         Command::Nvs(args) => nvs::run(args, &cli.global),
         Command::Sim(args) => sim::run(*args, &cli.global),
+        Command::Inspect(args) => inspect::run(args, &cli.global),
+        Command::Import(args) => import::run(args, &cli.global),
     };
     match result {
         Ok(code) => code,

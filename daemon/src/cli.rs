@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 
 mod build;
 mod check;
+mod flash;
 mod partitions;
 mod schema;
 
@@ -66,6 +67,8 @@ enum Command {
     Partitions(partitions::PartitionsArgs),
     /// Print the manifest language's JSON Schema.
     Schema(schema::SchemaArgs),
+    /// Write a manifest's images (or given parts) to a board; unchanged parts are skipped.
+    Flash(flash::FlashArgs),
 }
 
 /// Entry point of the `espfleet` binary: parse arguments, set up diagnostics and logging, run.
@@ -77,6 +80,7 @@ pub fn main() -> ExitCode {
         Command::Build(args) => build::run(args, &cli.global),
         Command::Partitions(args) => partitions::run(args, &cli.global),
         Command::Schema(args) => schema::run(args, &cli.global),
+        Command::Flash(args) => flash::run(args, &cli.global),
     };
     match result {
         Ok(code) => code,

@@ -134,7 +134,11 @@ fn setup(global: &GlobalOpts) {
         (false, _) => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("ESPFLEET_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        // espflash warns about routine things (any baud above 115200): errors only unless -v.
+        .unwrap_or_else(|_| {
+            let directives = if global.verbose == 0 { format!("{level},espflash=error") } else { level.to_owned() };
+            tracing_subscriber::EnvFilter::new(directives)
+        });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

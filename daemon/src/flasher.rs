@@ -262,7 +262,7 @@ pub fn flash(
         .collect();
 
     on_event(FlashEvent::Connecting);
-    let (mut rom, link) = connect(port, opts)?;
+    let (mut rom, link) = connect(port, image.chip, opts)?;
     let board = check(port, image, opts, &mut rom)?;
     on_event(FlashEvent::Connected {
         chip: board.chip,
@@ -350,6 +350,14 @@ pub fn flash(
     Ok(board.report(port, image, opts, &changed, opts.use_stub, started))
 }
 
+/// espflash's name for a chip.
+fn esp_chip(chip: Chip) -> espflash::target::Chip {
+    match chip {
+        Chip::Esp32 => espflash::target::Chip::Esp32,
+        Chip::Esp32c3 => espflash::target::Chip::Esp32c3,
+    }
+}
+
 /// How the port was opened, for reconnecting on it.
 struct Link {
     info: serialport::UsbPortInfo,
@@ -357,7 +365,7 @@ struct Link {
 }
 
 /// Opens the port, resets the chip into its loader as the port allows, syncs and raises the baud.
-fn connect(port: &Port, opts: &FlashOptions) -> Result<(Flasher, Link), FlashError> {
+fn connect(port: &Port, chip: Chip, opts: &FlashOptions) -> Result<(Flasher, Link), FlashError> {
     let mut serial = port.open()?;
     let has_lines = port::can_toggle_lines(&mut serial);
     let before = match opts.before {
@@ -376,8 +384,12 @@ fn connect(port: &Port, opts: &FlashOptions) -> Result<(Flasher, Link), FlashErr
     let info = port.espflash_info();
     let connection = Connection::new(serial, info.clone(), after, before, opts.baud);
     let rom =
-        Flasher::connect(connection, false, true, false, None, Some(opts.baud)).map_err(|e| {
-            if vanished(port, &e) {
+        // Given the expected chip, espflash stops right after detection on a mismatch, before
+        // it probes the flash through the wrong chip's SPI registers.
+        Flasher::connect(connection, false, true, false, Some(esp_chip(chip)), Some(opts.baud)).map_err(|e| {
+            if let espflash::Error::ChipMismatch(_, found) = &e {
+                FlashError::WrongChip { port: port.path().to_owned(), expected: chip, found: found.clone() }
+            } else if vanished(port, &e) {
                 FlashError::DeviceVanished {
                     port: port.path().to_owned(),
                     during: "connecting",
@@ -591,7 +603,14 @@ fn write_error(
         };
     }
     let summary = chain(&e);
-    if garbled(&summary) {
+    if garbled(&e, &summary) {
+        let summary = match current {
+            Some(i) => format!(
+                "the board rejected a block of `{}` as garbled",
+                image.segments[i].name
+            ),
+            None => "the board rejected a block as garbled".to_owned(),
+        };
         return FlashError::DataCorrupted {
             port: path,
             summary,
@@ -607,19 +626,22 @@ fn write_error(
     }
 }
 
-/// Whether the bootloader's complaint means the bytes it received were garbled. espflash keeps
-/// its ROM error kinds private, so this matches their (stable) messages.
-fn garbled(summary: &str) -> bool {
-    const SIGNS: [&str; 7] = [
+/// Whether the bootloader's complaint means the bytes it received were garbled: it rejected a
+/// data block (bad checksum, length or deflate stream; the stub reports these as a status with
+/// no ROM error code, which espflash prints as "Other (0x0)"), or the reply framing was broken.
+/// espflash keeps its ROM error kinds private, so this reads their (stable) messages.
+fn garbled(e: &espflash::Error, summary: &str) -> bool {
+    const SIGNS: [&str; 6] = [
         "invalid CRC",
         "Bad data checksum",
         "Bad data length",
         "Malformed compressed data",
         "uncompressing",
         "invalid SLIP framing",
-        "Invalid message",
     ];
-    SIGNS.iter().any(|s| summary.contains(s))
+    let data_block_rejected = matches!(e, espflash::Error::RomError(_))
+        && (summary.contains("FlashDeflData command") || summary.contains("FlashData command"));
+    data_block_rejected || SIGNS.iter().any(|s| summary.contains(s))
 }
 
 /// The error and its causes on one line.

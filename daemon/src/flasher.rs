@@ -25,6 +25,7 @@
 
 mod error;
 mod port;
+mod stub_write;
 
 use std::borrow::Cow;
 use std::path::PathBuf;
@@ -261,6 +262,9 @@ pub fn flash(
         .map(|s| Md5::digest(&s.data).into())
         .collect();
 
+    // Compression runs while we connect and compare; it is cancelled if nothing needs writing.
+    let mut compressor = opts.use_stub.then(|| stub_write::Compressor::start(image));
+
     on_event(FlashEvent::Connecting);
     let (mut rom, link) = connect(port, image.chip, opts)?;
     let board = check(port, image, opts, &mut rom)?;
@@ -298,24 +302,147 @@ pub fn flash(
         return Ok(board.report(port, image, opts, &changed, false, started));
     }
 
-    let mut writer = if opts.use_stub {
-        on_event(FlashEvent::LoadingStub);
-        // Same open port, already at the transfer baud: the ROM is in its loader and answers
-        // SYNC at this speed, so the stub goes up fast. No second reset.
-        let serial = rom.into_connection().into_serial();
-        let connection = Connection::new(
-            serial,
-            link.info,
-            link.after,
-            ResetBeforeOperation::NoReset,
-            opts.baud,
-        );
-        Flasher::connect(connection, true, true, false, Some(board.esp_chip), None)
-            .map_err(untouched(port, "starting the flasher stub"))?
-    } else {
-        rom
+    let Some(compressor) = compressor.as_mut() else {
+        // ROM loader: espflash writes uncompressed 1 KiB blocks and verifies each part.
+        write_with_rom(port, image, rom, &changed, on_event)?;
+        return Ok(board.report(port, image, opts, &changed, false, started));
     };
 
+    write_with_stub(
+        port, image, &board, rom, link, opts.baud, compressor, &changed, on_event,
+    )?;
+    Ok(board.report(port, image, opts, &changed, true, started))
+}
+
+/// Writes the changed parts through the stub (see [`stub_write`]): stub upload on the open
+/// port, all parts sent, then all verified, then the session ended and the board reset.
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
+fn write_with_stub(
+    port: &Port,
+    image: &FlashImage,
+    board: &Board,
+    rom: Flasher,
+    link: Link,
+    baud: u32,
+    compressor: &mut stub_write::Compressor,
+    changed: &[usize],
+    on_event: &mut dyn FnMut(FlashEvent),
+) -> Result<(), FlashError> {
+    on_event(FlashEvent::LoadingStub);
+    // Same open port, already at the transfer baud: the ROM is in its loader and answers SYNC
+    // at this speed, so the stub goes up fast. No second reset.
+    let serial = rom.into_connection().into_serial();
+    let connection = Connection::new(
+        serial,
+        link.info,
+        link.after,
+        ResetBeforeOperation::NoReset,
+        baud,
+    );
+    let mut stub = Flasher::connect(connection, true, true, false, Some(board.esp_chip), None)
+        .map_err(untouched(port, "starting the flasher stub"))?;
+    // espflash's own begin step: SPI attach, and the RTC watchdog off on USB Serial/JTAG.
+    stub.disable_watchdog()
+        .map_err(untouched(port, "preparing the flash"))?;
+
+    let mut sent: Vec<usize> = Vec::new();
+    let mut to_verify = Vec::new();
+    for &index in changed {
+        let prepared = compressor.take(index, image);
+        let blocks = prepared.blocks();
+        let offset = image.segments[index].offset;
+        on_event(FlashEvent::PartStarted { index, blocks });
+        let result = stub_write::send_part(
+            stub.connection(),
+            board.esp_chip,
+            offset,
+            &prepared,
+            &mut |done| {
+                on_event(FlashEvent::PartProgress {
+                    index,
+                    done,
+                    blocks,
+                });
+            },
+        );
+        if let Err(e) = result {
+            return Err(write_error(
+                port,
+                image,
+                &sent,
+                Some(index),
+                changed.len(),
+                e,
+            ));
+        }
+        sent.push(index);
+        let md5: [u8; 16] = Md5::digest(&prepared.raw).into();
+        to_verify.push((
+            index,
+            md5,
+            u32::try_from(prepared.raw.len()).unwrap_or(u32::MAX),
+        ));
+    }
+    let names = |v: &[usize]| {
+        v.iter()
+            .map(|&i| image.segments[i].name.clone())
+            .collect::<Vec<_>>()
+    };
+    let mut verified: Vec<usize> = Vec::new();
+    for (index, md5, len) in to_verify {
+        on_event(FlashEvent::PartVerifying { index });
+        let seg = &image.segments[index];
+        let unverified = || BoardState::SentNotVerified {
+            parts: names(&sent),
+        };
+        let theirs = stub.checksum_md5(seg.offset, len).map_err(|e| {
+            if vanished(port, &e) {
+                FlashError::DeviceVanished {
+                    port: port.path().to_owned(),
+                    during: "verifying",
+                    state: unverified(),
+                    source: Box::new(e),
+                }
+            } else {
+                FlashError::WriteFailed {
+                    port: port.path().to_owned(),
+                    summary: chain(&e),
+                    state: unverified(),
+                    source: Box::new(e),
+                }
+            }
+        })?;
+        if theirs.to_be_bytes() != md5 {
+            return Err(FlashError::VerifyFailed {
+                port: port.path().to_owned(),
+                part: seg.name.clone(),
+                offset: seg.offset,
+                state: BoardState::PartiallyWritten {
+                    completed: names(&verified),
+                    interrupted: Some(seg.name.clone()),
+                },
+            });
+        }
+        verified.push(index);
+        on_event(FlashEvent::PartWritten { index });
+    }
+    on_event(FlashEvent::Resetting);
+    stub_write::finish(stub.connection(), board.esp_chip).map_err(|e| FlashError::ResetFailed {
+        port: port.path().to_owned(),
+        source: Box::new(e),
+    })?;
+    Ok(())
+}
+
+/// Writes the changed parts through the ROM loader with espflash's `write_bins_to_flash`
+/// (uncompressed, each part verified by MD5 right after it), then resets as configured.
+fn write_with_rom(
+    port: &Port,
+    image: &FlashImage,
+    mut rom: Flasher,
+    changed: &[usize],
+    on_event: &mut dyn FnMut(FlashEvent),
+) -> Result<(), FlashError> {
     let padded: Vec<Vec<u8>> = changed
         .iter()
         .map(|&i| pad4(&image.segments[i].data))
@@ -330,13 +457,13 @@ pub fn flash(
         .collect();
     let mut progress = Progress {
         image,
-        changed: &changed,
+        changed,
         current: None,
         done: Vec::new(),
         blocks: 0,
         on_event,
     };
-    let result = writer.write_bins_to_flash(&segments, &mut progress);
+    let result = rom.write_bins_to_flash(&segments, &mut progress);
     let Progress {
         done,
         current,
@@ -347,7 +474,7 @@ pub fn flash(
         return Err(write_error(port, image, &done, current, changed.len(), e));
     }
     on_event(FlashEvent::Resetting);
-    Ok(board.report(port, image, opts, &changed, opts.use_stub, started))
+    Ok(())
 }
 
 /// espflash's name for a chip.

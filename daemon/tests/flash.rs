@@ -50,7 +50,7 @@ fn firmware(seed: u64, len: usize) -> Vec<u8> {
 struct Parts {
     _dir: tempfile::TempDir,
     chip: Chip,
-    parts: Vec<(u32, PathBuf, Vec<u8>)>,
+    files: Vec<(u32, PathBuf, Vec<u8>)>,
 }
 
 impl Parts {
@@ -74,18 +74,18 @@ impl Parts {
         Parts {
             _dir: dir,
             chip,
-            parts,
+            files: parts,
         }
     }
 
     fn replace(&mut self, index: usize, data: Vec<u8>) {
-        std::fs::write(&self.parts[index].1, &data).unwrap();
-        self.parts[index].2 = data;
+        std::fs::write(&self.files[index].1, &data).unwrap();
+        self.files[index].2 = data;
     }
 
     fn args(&self) -> Vec<String> {
         let mut args = vec!["--chip".to_owned(), self.chip.name().to_owned()];
-        for (offset, path, _) in &self.parts {
+        for (offset, path, _) in &self.files {
             args.push("--image".to_owned());
             args.push(format!("{offset:#x}={}", path.display()));
         }
@@ -203,11 +203,11 @@ fn esptool_read(port: &Path, chip: Chip, len: u32) -> Vec<u8> {
 /// The bytes at each part's offset equal the part, and everything else in `flash` is erased.
 fn assert_holds(flash: &[u8], parts: &Parts, what: &str) {
     let mut expected = vec![0xFFu8; flash.len()];
-    for (offset, _, data) in &parts.parts {
+    for (offset, _, data) in &parts.files {
         let at = *offset as usize;
         expected[at..at + data.len()].copy_from_slice(data);
     }
-    for (offset, path, data) in &parts.parts {
+    for (offset, path, data) in &parts.files {
         let at = *offset as usize;
         assert!(
             flash[at..at + data.len()] == data[..],
@@ -257,7 +257,7 @@ fn flashes_exact_bytes_then_skips_unchanged_then_writes_only_changes() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(outcomes(&json), ["skipped", "skipped", "written"]);
     let flash_now = sim.flash_contents();
-    let app = &parts.parts[2].2;
+    let app = &parts.files[2].2;
     assert!(flash_now[0x10000..0x10000 + app.len()] == app[..]);
 }
 
@@ -317,7 +317,7 @@ fn no_response_when_not_in_download_mode() {
 fn wrong_chip_is_refused_before_writing() {
     let parts = Parts::new(Chip::Esp32c3, 10_000);
     let sim = sim(Chip::Esp32c3, |c| {
-        c.faults.report_chip = Some(ReportedChip::Chip(Chip::Esp32))
+        c.faults.report_chip = Some(ReportedChip::Chip(Chip::Esp32));
     });
     let (code, json, stderr) = flash(sim.path(), &parts, &[]);
     assert_failed(
@@ -341,7 +341,7 @@ fn wrong_chip_is_refused_before_writing() {
 fn small_flash_is_refused_before_writing() {
     let parts = Parts::new(Chip::Esp32c3, 10_000);
     let sim = sim(Chip::Esp32c3, |c| {
-        c.flash_size = FlashSize::parse("2MB").unwrap()
+        c.flash_size = FlashSize::parse("2MB").unwrap();
     });
     let (code, json, stderr) = flash(sim.path(), &parts, &["--flash-size", "4MB"]);
     assert_failed(
@@ -365,7 +365,7 @@ fn small_flash_is_refused_before_writing() {
 fn mac_mismatch_is_refused_before_writing() {
     let parts = Parts::new(Chip::Esp32c3, 10_000);
     let sim = sim(Chip::Esp32c3, |c| {
-        c.mac = Some([0x58, 0xcf, 0x79, 0x01, 0x02, 0x03])
+        c.mac = Some([0x58, 0xcf, 0x79, 0x01, 0x02, 0x03]);
     });
     let (code, json, stderr) = flash(sim.path(), &parts, &["--expect-mac", "58:cf:79:aa:bb:cc"]);
     assert_failed(
@@ -395,7 +395,7 @@ fn unplug_mid_write_is_reported_as_partial() {
     // The third compressed block of the run is inside the app (the first two parts fit in one
     // block each).
     let sim = sim(Chip::Esp32c3, |c| {
-        c.faults.unplug = Some(Trigger::Opcode { op: 0x11, nth: 4 })
+        c.faults.unplug = Some(Trigger::Opcode { op: 0x11, nth: 4 });
     });
     let (code, json, stderr) = flash(sim.path(), &parts, &[]);
     assert_failed(

@@ -32,7 +32,10 @@ struct Rng(u64);
 
 impl Rng {
     fn next(&mut self) -> u32 {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         (self.0 >> 33) as u32
     }
 }
@@ -48,7 +51,14 @@ fn firmware(seed: u64, len: usize) -> Vec<u8> {
         match rng.next() % 100 {
             0..62 => out.extend_from_slice(&words[(rng.next() % 4096) as usize]),
             62..90 => out.extend_from_slice(&rng.next().to_le_bytes()),
-            _ => out.extend_from_slice(format!("+CWJAP:\"ssid{}\",{}\r\nOK\r\n\0", rng.next() % 97, rng.next() % 7).as_bytes()),
+            _ => out.extend_from_slice(
+                format!(
+                    "+CWJAP:\"ssid{}\",{}\r\nOK\r\n\0",
+                    rng.next() % 97,
+                    rng.next() % 7
+                )
+                .as_bytes(),
+            ),
         }
     }
     out.truncate(len);
@@ -63,7 +73,7 @@ fn table(seed: u64, entries: usize, len: usize) -> Vec<u8> {
         out[e * 32] = 0xAA;
         out[e * 32 + 1] = 0x50;
         for b in &mut out[e * 32 + 2..e * 32 + 32] {
-            *b = (rng.next() % 96 + 32) as u8;
+            *b = u8::try_from(rng.next() % 96 + 32).unwrap();
         }
     }
     out
@@ -122,7 +132,11 @@ fn check_contents(sim: &SimHandle, parts: &[Part], who: &str) {
     let flash = sim.flash_contents();
     for p in parts {
         let at = p.offset as usize;
-        assert!(flash[at..at + p.data.len()] == p.data[..], "{who}: {} is wrong on the flash", p.path.display());
+        assert!(
+            flash[at..at + p.data.len()] == p.data[..],
+            "{who}: {} is wrong on the flash",
+            p.path.display()
+        );
     }
 }
 
@@ -142,27 +156,52 @@ fn timed(sim: &SimHandle, cmd: &mut Command, who: &str) -> Run {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    Run { time, sent: sim.stats().bytes_received - before }
+    Run {
+        time,
+        sent: sim.stats().bytes_received - before,
+    }
 }
 
 fn espfleet(port: &Path, parts: &[Part]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_espfleet"));
-    cmd.args(["flash", "--quiet", "--chip", "esp32c3", "--baud", &BAUD.to_string(), "--port"]).arg(port);
+    cmd.args([
+        "flash",
+        "--quiet",
+        "--chip",
+        "esp32c3",
+        "--baud",
+        &BAUD.to_string(),
+        "--port",
+    ])
+    .arg(port);
     for p in parts {
-        cmd.arg("--image").arg(format!("{:#x}={}", p.offset, p.path.display()));
+        cmd.arg("--image")
+            .arg(format!("{:#x}={}", p.offset, p.path.display()));
     }
     cmd
 }
 
 fn esptool(port: &Path, parts: &[Part]) -> Command {
-    let python = std::env::var_os("ESPFLEET_ORACLE_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv-oracles/bin/python"));
-    assert!(python.exists(), "esptool is missing: set ESPFLEET_ORACLE_PYTHON or run `bash tests/run.sh`");
+    let python = std::env::var_os("ESPFLEET_ORACLE_PYTHON").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv-oracles/bin/python"),
+        PathBuf::from,
+    );
+    assert!(
+        python.exists(),
+        "esptool is missing: set ESPFLEET_ORACLE_PYTHON or run `bash tests/run.sh`"
+    );
     let mut cmd = Command::new(python);
     cmd.args(["-m", "esptool", "--chip", "esp32c3", "--port"])
         .arg(port)
-        .args(["--baud", &BAUD.to_string(), "--before", "no-reset", "--after", "no-reset", "write-flash"]);
+        .args([
+            "--baud",
+            &BAUD.to_string(),
+            "--before",
+            "no-reset",
+            "--after",
+            "no-reset",
+            "write-flash",
+        ]);
     for p in parts {
         cmd.arg(format!("{:#x}", p.offset)).arg(&p.path);
     }
@@ -171,7 +210,10 @@ fn esptool(port: &Path, parts: &[Part]) -> Command {
 
 /// Seconds the UART needs for `bytes` at 8N1 (10 bit-times per byte).
 fn wire(bytes: u64) -> f64 {
-    bytes as f64 * 10.0 / f64::from(BAUD)
+    // Byte counts here stay far below 2^52.
+    #[allow(clippy::cast_precision_loss)]
+    let bytes = bytes as f64;
+    bytes * 10.0 / f64::from(BAUD)
 }
 
 #[test]
@@ -185,23 +227,47 @@ fn flash_benchmark() {
     let total: usize = parts.iter().map(|p| p.data.len()).sum();
 
     let ours_sim = sim();
-    let ours = timed(&ours_sim, &mut espfleet(ours_sim.path(), &parts), "espfleet (full)");
+    let ours = timed(
+        &ours_sim,
+        &mut espfleet(ours_sim.path(), &parts),
+        "espfleet (full)",
+    );
     check_contents(&ours_sim, &parts, "espfleet");
-    let again = timed(&ours_sim, &mut espfleet(ours_sim.path(), &parts), "espfleet (unchanged)");
+    let again = timed(
+        &ours_sim,
+        &mut espfleet(ours_sim.path(), &parts),
+        "espfleet (unchanged)",
+    );
     drop(ours_sim);
 
     let their_sim = sim();
-    let theirs = timed(&their_sim, &mut esptool(their_sim.path(), &parts), "esptool");
+    let theirs = timed(
+        &their_sim,
+        &mut esptool(their_sim.path(), &parts),
+        "esptool",
+    );
     check_contents(&their_sim, &parts, "esptool");
     drop(their_sim);
 
     let s = Duration::as_secs_f64;
     println!();
-    println!("flash benchmark: ESP-AT part set for esp32c3, {} parts, {total} bytes, simulator at {BAUD} baud", parts.len());
-    println!("(realistic pacing: 10 bit-times per byte both ways, typical NOR erase/program/read times)");
+    println!(
+        "flash benchmark: ESP-AT part set for esp32c3, {} parts, {total} bytes, simulator at {BAUD} baud",
+        parts.len()
+    );
+    println!(
+        "(realistic pacing: 10 bit-times per byte both ways, typical NOR erase/program/read times)"
+    );
     println!();
-    println!("{:<28} {:>9} {:>14} {:>12} {:>12}", "run", "time s", "bytes sent", "wire limit s", "% of wire");
-    for (name, run) in [("espfleet, full flash", &ours), ("esptool 5.6, full flash", &theirs), ("espfleet, unchanged", &again)] {
+    println!(
+        "{:<28} {:>9} {:>14} {:>12} {:>12}",
+        "run", "time s", "bytes sent", "wire limit s", "% of wire"
+    );
+    for (name, run) in [
+        ("espfleet, full flash", &ours),
+        ("esptool 5.6, full flash", &theirs),
+        ("espfleet, unchanged", &again),
+    ] {
         println!(
             "{name:<28} {:>9.2} {:>14} {:>12.2} {:>11.1}%",
             s(&run.time),
@@ -215,9 +281,20 @@ fn flash_benchmark() {
     let efficiency = wire(ours.sent) / s(&ours.time);
     let unchanged = s(&again.time) / s(&ours.time);
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
-    println!("espfleet vs esptool (full):   {speed:.2}x as fast    target >= 1.00x  {}", verdict(speed >= 1.0));
-    println!("espfleet vs its wire limit:   {:.1}%            target >= 90%    {}", 100.0 * efficiency, verdict(efficiency >= 0.9));
-    println!("unchanged / full re-flash:    {:.1}%             target < 10%     {}", 100.0 * unchanged, verdict(unchanged < 0.1));
+    println!(
+        "espfleet vs esptool (full):   {speed:.2}x as fast    target >= 1.00x  {}",
+        verdict(speed >= 1.0)
+    );
+    println!(
+        "espfleet vs its wire limit:   {:.1}%            target >= 90%    {}",
+        100.0 * efficiency,
+        verdict(efficiency >= 0.9)
+    );
+    println!(
+        "unchanged / full re-flash:    {:.1}%             target < 10%     {}",
+        100.0 * unchanged,
+        verdict(unchanged < 0.1)
+    );
     if let Some(k) = keep {
         println!("part files kept in {}", k.display());
     }

@@ -17,11 +17,18 @@ pub enum BoardState {
     /// Some parts were written and verified, then writing stopped. `interrupted` is the part
     /// that was being written (it is incomplete), if one was.
     PartiallyWritten {
-        /// Parts written and verified before the failure.
+        /// Parts completely written before the failure (verified; with the stub, every block
+        /// acknowledged, the MD5 checks running after the last part).
         completed: Vec<String>,
         /// The part being written when it failed; its region holds a mix of old, erased and
         /// new bytes.
         interrupted: Option<String>,
+    },
+    /// Every part was sent and acknowledged block by block, but checking them failed; they are
+    /// probably right, but nothing proves it.
+    SentNotVerified {
+        /// The parts sent.
+        parts: Vec<String>,
     },
     /// Every part was written and verified, but the final reset failed.
     WrittenNotReset,
@@ -39,7 +46,7 @@ impl fmt::Display for BoardState {
             } => {
                 match interrupted {
                     Some(part) => {
-                        write!(f, "the board is PARTIALLY WRITTEN: `{part}` is incomplete")?
+                        write!(f, "the board is PARTIALLY WRITTEN: `{part}` is incomplete")?;
                     }
                     None => f.write_str("the board is PARTIALLY WRITTEN")?,
                 }
@@ -49,6 +56,11 @@ impl fmt::Display for BoardState {
                     write!(f, " (completed: {})", completed.join(", "))
                 }
             }
+            BoardState::SentNotVerified { parts } => write!(
+                f,
+                "every part was sent ({}) but not verified; flash it again to be sure",
+                parts.join(", ")
+            ),
             BoardState::WrittenNotReset => {
                 f.write_str("every part was written and verified, but the board was not reset")
             }

@@ -278,6 +278,7 @@ pub fn flash(
     // (about 0.1 s per MiB), so a part's first sector is checked first: when it differs (an
     // erased board, a new build) the part is known to be changed without reading the rest.
     let mut changed = Vec::new();
+    let mut write_len: Vec<usize> = image.segments.iter().map(|s| s.data.len()).collect();
     for (index, seg) in image.segments.iter().enumerate() {
         let same = opts.skip_unchanged && {
             let md5_on_board = |rom: &mut Flasher, len: usize| {
@@ -295,6 +296,20 @@ pub fn flash(
             on_event(FlashEvent::PartUnchanged { index });
         } else {
             changed.push(index);
+            // Trailing erased sectors need not be written if the board is erased there too.
+            let head = head_len(&seg.data);
+            if head < seg.data.len() {
+                let tail = &seg.data[head..];
+                let theirs = rom
+                    .checksum_md5(
+                        seg.offset + u32::try_from(head).unwrap_or(0),
+                        u32::try_from(tail.len()).unwrap_or(0),
+                    )
+                    .map_err(untouched(port, "comparing flash contents"))?;
+                if theirs.to_be_bytes() == <[u8; 16]>::from(Md5::digest(tail)) {
+                    write_len[index] = head;
+                }
+            }
         }
     }
 
@@ -311,12 +326,13 @@ pub fn flash(
 
     let Some(compressor) = compressor.as_mut() else {
         // ROM loader: espflash writes uncompressed 1 KiB blocks and verifies each part.
-        write_with_rom(port, image, rom, &changed, on_event)?;
+        write_with_rom(port, image, rom, &changed, &write_len, on_event)?;
         return Ok(board.report(port, image, opts, &changed, false, started));
     };
 
     write_with_stub(
-        port, image, &board, rom, link, opts.baud, compressor, &changed, on_event,
+        port, image, &board, rom, link, opts.baud, compressor, &changed, &local_md5, &write_len,
+        on_event,
     )?;
     Ok(board.report(port, image, opts, &changed, true, started))
 }
@@ -333,6 +349,8 @@ fn write_with_stub(
     baud: u32,
     compressor: &mut stub_write::Compressor,
     changed: &[usize],
+    local_md5: &[[u8; 16]],
+    write_len: &[usize],
     on_event: &mut dyn FnMut(FlashEvent),
 ) -> Result<(), FlashError> {
     on_event(FlashEvent::LoadingStub);
@@ -355,7 +373,7 @@ fn write_with_stub(
     let mut sent: Vec<usize> = Vec::new();
     let mut to_verify = Vec::new();
     for &index in changed {
-        let prepared = compressor.take(index, image);
+        let prepared = compressor.take(index, image, write_len[index]);
         let blocks = prepared.blocks();
         let offset = image.segments[index].offset;
         on_event(FlashEvent::PartStarted { index, blocks });
@@ -383,11 +401,11 @@ fn write_with_stub(
             ));
         }
         sent.push(index);
-        let md5: [u8; 16] = Md5::digest(&prepared.raw).into();
+        // Verified over the whole part: the written head and the erased tail.
         to_verify.push((
             index,
-            md5,
-            u32::try_from(prepared.raw.len()).unwrap_or(u32::MAX),
+            local_md5[index],
+            u32::try_from(image.segments[index].data.len()).unwrap_or(u32::MAX),
         ));
     }
     let names = |v: &[usize]| {
@@ -448,11 +466,12 @@ fn write_with_rom(
     image: &FlashImage,
     mut rom: Flasher,
     changed: &[usize],
+    write_len: &[usize],
     on_event: &mut dyn FnMut(FlashEvent),
 ) -> Result<(), FlashError> {
     let padded: Vec<Vec<u8>> = changed
         .iter()
-        .map(|&i| pad4(&image.segments[i].data))
+        .map(|&i| pad4(&image.segments[i].data[..write_len[i]]))
         .collect();
     let segments: Vec<EspSegment<'_>> = changed
         .iter()
@@ -862,6 +881,18 @@ fn validate(image: &FlashImage) -> Result<(), FlashError> {
     Ok(())
 }
 
+/// Length of `data` without its trailing erased (all-0xFF) 4 KiB sectors, counted from the
+/// part's start; the whole length when nothing can be cut (or everything could).
+pub(crate) fn head_len(data: &[u8]) -> usize {
+    let used = data.iter().rposition(|&b| b != 0xFF).map_or(0, |i| i + 1);
+    let head = used.next_multiple_of(SECTOR as usize);
+    if head == 0 || head >= data.len() {
+        data.len()
+    } else {
+        head
+    }
+}
+
 /// Pads to a multiple of 4 bytes with erased-flash bytes, as flash writes need.
 fn pad4(data: &[u8]) -> Vec<u8> {
     let mut v = data.to_vec();
@@ -930,6 +961,26 @@ mod tests {
         assert_send::<FlashReport>();
         assert_send::<FlashError>();
         assert_send::<FlashImage>();
+    }
+
+    #[test]
+    fn head_len_cuts_whole_erased_sectors_only() {
+        let mut part = vec![0u8; 5000];
+        part.resize(0x5000, 0xFF);
+        assert_eq!(
+            head_len(&part),
+            0x2000,
+            "5000 bytes of data fill two sectors"
+        );
+        assert_eq!(
+            head_len(&[0xFF; 0x3000]),
+            0x3000,
+            "all erased: nothing to gain, keep it whole"
+        );
+        assert_eq!(head_len(&[0u8; 0x1800]), 0x1800, "no erased tail");
+        let mut short = vec![0u8; 100];
+        short.resize(0x1200, 0xFF);
+        assert_eq!(head_len(&short), 0x1000);
     }
 
     #[test]

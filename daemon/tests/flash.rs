@@ -261,6 +261,29 @@ fn flashes_exact_bytes_then_skips_unchanged_then_writes_only_changes() {
     assert!(flash_now[0x10000..0x10000 + app.len()] == app[..]);
 }
 
+#[test]
+fn erased_tail_is_written_when_the_board_holds_data_there() {
+    // A part whose last sectors are erased, as mfg_nvs images are. espfleet leaves such a tail
+    // unsent only when the board is erased there too; here the board holds old data in it.
+    let mut parts = Parts::new(Chip::Esp32c3, 10_000);
+    let mut nvs_like = firmware(5, 5000);
+    nvs_like.resize(0x6000, 0xFF);
+    parts.replace(2, nvs_like.clone());
+    for stub in [true, false] {
+        let sim = sim(Chip::Esp32c3, |_| {});
+        sim.preload_flash(0x10000 + 0x4000, &[0x5A; 0x1000]);
+        let extra: &[&str] = if stub { &[] } else { &["--no-stub"] };
+        let (code, json, stderr) = flash(sim.path(), &parts, extra);
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(outcomes(&json), ["written", "written", "written"]);
+        assert_holds(
+            &sim.flash_contents()[..0x10000 + 0x6000],
+            &parts,
+            "simulator memory",
+        );
+    }
+}
+
 /// FLASH_DATA and FLASH_DEFL_DATA commands the simulator has received.
 fn data_commands(sim: &SimHandle) -> u64 {
     let stats = sim.stats();

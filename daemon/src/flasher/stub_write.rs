@@ -10,7 +10,9 @@
 //! * every part is compressed on a background thread that starts before the connect, so the
 //!   compression is done by the time the stub is up;
 //! * the MD5 checks run after the last part, so the next part's blocks go out while the stub is
-//!   still programming the previous part's tail.
+//!   still programming the previous part's tail;
+//! * a part's trailing erased (0xFF) sectors are not sent when the board's flash there is
+//!   already erased (checked by MD5 first), so the stub does not spend time programming 0xFF.
 //!
 //! Everything else (framing, checksums, replies, the stub itself) is espflash's.
 
@@ -108,7 +110,8 @@ impl Compressor {
             .name("flash compress".to_owned())
             .spawn(move || {
                 for (i, data) in parts.iter().enumerate() {
-                    let Some(prepared) = Prepared::new(super::pad4(data), &flag) else {
+                    let head = super::head_len(data);
+                    let Some(prepared) = Prepared::new(super::pad4(&data[..head]), &flag) else {
                         return;
                     };
                     if tx.send((i, prepared)).is_err() {
@@ -127,19 +130,25 @@ impl Compressor {
         }
     }
 
-    /// The prepared part `index`, waiting for the background thread if it is not done yet.
-    pub(crate) fn take(&mut self, index: usize, image: &FlashImage) -> Prepared {
+    /// Part `index`, its first `len` bytes prepared for sending. The background thread
+    /// prepares each part without its erased tail ([`super::head_len`]); if the caller needs
+    /// another length (the board's flash is not erased there), it is prepared here.
+    pub(crate) fn take(&mut self, index: usize, image: &FlashImage, len: usize) -> Prepared {
         while self.ready[index].is_none() {
             match self.rx.recv() {
                 Ok((i, p)) => self.ready[i] = Some(p),
                 Err(_) => break,
             }
         }
-        self.ready[index].take().unwrap_or_else(|| {
-            let never = AtomicBool::new(false);
-            Prepared::new(super::pad4(&image.segments[index].data), &never)
-                .expect("compressing into memory cannot fail")
-        })
+        let data = &image.segments[index].data[..len];
+        match self.ready[index].take() {
+            Some(p) if p.raw.len() == len.next_multiple_of(4) => p,
+            _ => {
+                let never = AtomicBool::new(false);
+                Prepared::new(super::pad4(data), &never)
+                    .expect("compressing into memory cannot fail")
+            }
+        }
     }
 }
 

@@ -149,14 +149,6 @@ enum FlashInputError {
         help("check the ADDR of each --image")
     )]
     TooLarge { end: u64, max: u32 },
-    #[error("building {} for flashing is not available in this build", path.display())]
-    #[diagnostic(
-        code(espfleet::flash::manifest_unsupported),
-        help(
-            "build it with `espfleet build` and flash the parts with --image ADDR=FILE ... --chip CHIP"
-        )
-    )]
-    ManifestUnsupported { path: PathBuf },
 }
 
 /// Builds the image from `--image` arguments: parts sorted by offset, named after their files.
@@ -222,18 +214,23 @@ fn image_from_parts(
     })
 }
 
-/// The image of a manifest. The manifest → image pipeline is not in this build yet.
-fn image_from_manifest(path: &Path) -> miette::Result<FlashImage> {
-    Err(FlashInputError::ManifestUnsupported {
-        path: path.to_owned(),
+/// The image of a manifest: resolve it and emit its images (as `espfleet build` does), keeping
+/// the ones with a flash offset. Warnings are printed; errors stop here, before any port is
+/// opened.
+fn image_from_manifest(path: &Path, quiet: bool) -> miette::Result<FlashImage> {
+    let (plan, warnings) = espfleet_compiler::manifest::load(path).map_err(miette::Report::new)?;
+    if !warnings.errors.is_empty() && !quiet {
+        eprintln!("{:?}", miette::Report::new(warnings));
     }
-    .into())
+    let images = espfleet_compiler::build::emit(&plan, espfleet_compiler::build::Jobs::Parallel)
+        .map_err(miette::Report::new)?;
+    Ok(espfleet_compiler::build::flash_image(&plan, &images))
 }
 
 /// Runs `espfleet flash`.
 pub fn run(args: FlashArgs, global: &GlobalOpts) -> miette::Result<ExitCode> {
     let image = match (args.manifest, args.chip) {
-        (Some(manifest), _) => image_from_manifest(&manifest),
+        (Some(manifest), _) => image_from_manifest(&manifest, global.quiet),
         (None, Some(chip)) => image_from_parts(chip, &args.image, args.flash_size),
         (None, None) => Err(miette::miette!("--chip is required with --image")),
     };

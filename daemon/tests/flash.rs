@@ -284,6 +284,64 @@ fn erased_tail_is_written_when_the_board_holds_data_there() {
     }
 }
 
+#[test]
+fn manifest_flash_writes_what_espfleet_build_emits() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let manifest = root.join("manifests/examples/mini-1-c3.kdl");
+    let out = tempfile::tempdir().unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_espfleet"))
+        .args(["build", "--quiet", "--out"])
+        .arg(out.path())
+        .arg(&manifest)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let build_dir = out.path().join("mini-1-c3");
+    let args: Value =
+        serde_json::from_slice(&std::fs::read(build_dir.join("flasher_args.json")).unwrap())
+            .unwrap();
+    let files = args["flash_files"].as_object().unwrap();
+    assert!(
+        files.len() >= 5,
+        "an ESP-AT build flashes at least 5 parts: {files:?}"
+    );
+
+    let sim = sim(Chip::Esp32c3, |_| {});
+    let run = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_espfleet"))
+            .arg("flash")
+            .arg(&manifest)
+            .arg("--port")
+            .arg(sim.path())
+            .args(["--baud", "921600", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let json = run();
+    assert_eq!(
+        json["parts"].as_array().unwrap().len(),
+        files.len(),
+        "{json}"
+    );
+    let flash_now = sim.flash_contents();
+    for (offset, file) in files {
+        let offset = usize::from_str_radix(offset.trim_start_matches("0x"), 16).unwrap();
+        let data = std::fs::read(build_dir.join(file.as_str().unwrap())).unwrap();
+        assert!(
+            flash_now[offset..offset + data.len()] == data[..],
+            "{file} differs at {offset:#x}"
+        );
+    }
+    let json = run();
+    assert!(outcomes(&json).iter().all(|o| o == "skipped"), "{json}");
+}
+
 /// FLASH_DATA and FLASH_DEFL_DATA commands the simulator has received.
 fn data_commands(sim: &SimHandle) -> u64 {
     let stats = sim.stats();

@@ -25,7 +25,8 @@ espfleet flash --chip esp32c3 --port /dev/ttyACM0 --image 0x0=bootloader.bin --i
 --image 0x10000=app.bin\n\nParts whose flash region already holds the same bytes are skipped (MD5 compare)."
 )]
 pub struct FlashArgs {
-    /// Manifest to build (cached) and flash. Omit it when giving parts with --image.
+    /// Manifest to build and flash (its images are built in memory, as `espfleet build` would). Omit it
+    /// when giving parts with --image.
     #[arg(
         value_name = "MANIFEST",
         required_unless_present = "image",

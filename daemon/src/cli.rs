@@ -17,6 +17,7 @@ mod build;
 mod check;
 mod import;
 mod inspect;
+mod flash;
 mod nvs;
 mod partitions;
 mod schema;
@@ -77,6 +78,8 @@ enum Command {
     Partitions(partitions::PartitionsArgs),
     /// Print the manifest language's JSON Schema.
     Schema(schema::SchemaArgs),
+    /// Write a manifest's images (or given parts) to a board; unchanged parts are skipped.
+    Flash(flash::FlashArgs),
     /// Generate, encrypt, decrypt and dump NVS partition images (a drop-in for esp-idf-nvs-partition-gen).
     Nvs(nvs::NvsArgs),
     /// Run a simulated ESP32 / ESP32-C3 on a pseudo-terminal for esptool, espflash or espfleet.
@@ -96,6 +99,7 @@ pub fn main() -> ExitCode {
         Command::Build(args) => build::run(args, &cli.global),
         Command::Partitions(args) => partitions::run(args, &cli.global),
         Command::Schema(args) => schema::run(args, &cli.global),
+        Command::Flash(args) => flash::run(args, &cli.global),
         Command::Nvs(args) => nvs::run(args, &cli.global),
         Command::Sim(args) => sim::run(*args, &cli.global),
         Command::Inspect(args) => inspect::run(args, &cli.global),
@@ -138,7 +142,11 @@ fn setup(global: &GlobalOpts) {
         (false, _) => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("ESPFLEET_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        // espflash warns about routine things (any baud above 115200): errors only unless -v.
+        .unwrap_or_else(|_| {
+            let directives = if global.verbose == 0 { format!("{level},espflash=error") } else { level.to_owned() };
+            tracing_subscriber::EnvFilter::new(directives)
+        });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -10,17 +10,24 @@ use std::path::Path;
 /// directory, is flushed to disk, and is then renamed over `path`.
 ///
 /// The parent directory is created when missing. `mode` sets Unix permissions on the new file
-/// (use `0o600` for anything holding private keys); `None` gives the usual `0o644` (temporary
-/// files start out 0600, which is not what an image or a report should be).
+/// (use `0o600` for anything holding private keys); `None` gives what an ordinary file
+/// creation gives, `0o666` less the process umask (temporary files would otherwise start out
+/// 0600, which is not what an image or a report should be).
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     fs_err::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".espfleet-")
-        .suffix(".tmp")
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".espfleet-").suffix(".tmp");
+    #[cfg(unix)]
+    if mode.is_none() {
+        use std::os::unix::fs::PermissionsExt as _;
+        // Passed to open(2), so the umask applies as for any new file.
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut tmp = builder
         .tempfile_in(dir)
         .map_err(|e| {
             std::io::Error::new(
@@ -59,8 +66,13 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
+            // Whatever the umask, a plain output gets the mode an ordinary new file gets.
+            let plain = dir.path().join("plain");
+            std::fs::write(&plain, b"x").unwrap();
+            let expected = std::fs::metadata(&plain).unwrap().permissions().mode() & 0o777;
+            std::fs::remove_file(&plain).unwrap();
             let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
-            assert_eq!(mode, 0o644, "plain outputs are world-readable");
+            assert_eq!(mode, expected, "plain outputs get the umask's mode, not 0600");
         }
         write_atomic(&target, b"second", Some(0o600)).unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"second");

@@ -127,9 +127,7 @@ pub fn decode(image: &[u8]) -> DecodedImage {
     };
 
     let mut items: Vec<Option<Item>> = Vec::new();
-    let mut namespaces: HashMap<u8, String> = HashMap::new();
     let mut chunks: HashMap<(u8, Vec<u8>, u8), (Vec<u8>, Option<usize>)> = HashMap::new();
-    let mut ns_count: u8 = 0;
     for &(_, pi) in &order {
         let p = &image[pi * PAGE_SIZE..(pi + 1) * PAGE_SIZE];
         let mut slot = 0;
@@ -197,18 +195,9 @@ pub fn decode(image: &[u8]) -> DecodedImage {
             match ty {
                 _ if ty.primitive_width().is_some() => {
                     let w = ty.primitive_width().expect("primitive");
-                    if ns == 0
-                        && ty == ItemType::U8
-                        && e[24] == ns_count.wrapping_add(1)
-                        && e[24] != 0
-                    {
-                        ns_count = e[24];
-                        namespaces.insert(e[24], key.clone());
-                        items.push(Some(item(ItemValue::Namespace(e[24]))));
-                    } else {
-                        let v = prim(&e[24..24 + w]);
-                        items.push(Some(item(ItemValue::Value(v))));
-                    }
+                    // Namespace definitions are told apart from data after the scan.
+                    let v = prim(&e[24..24 + w]);
+                    items.push(Some(item(ItemValue::Value(v))));
                 }
                 ItemType::Str | ItemType::Blob => {
                     if let Some(data) = payload() {
@@ -282,10 +271,9 @@ pub fn decode(image: &[u8]) -> DecodedImage {
         ));
     }
     let mut items: Vec<Item> = items.into_iter().flatten().collect();
+    let namespaces = classify_namespaces(&mut items);
     for it in &mut items {
-        if it.namespace.is_none() {
-            it.namespace = namespaces.get(&it.namespace_index).cloned();
-        }
+        it.namespace = namespaces.get(&it.namespace_index).cloned();
     }
     DecodedImage {
         size: image.len(),
@@ -295,6 +283,59 @@ pub fn decode(image: &[u8]) -> DecodedImage {
         items,
         issues,
     }
+}
+
+/// Decides which namespace-index-0 u8 entries are namespace definitions.
+///
+/// A definition has the next index (1, 2, …). Data rows written before the first namespace
+/// also have index 0, and `x,data,u8,1` looks exactly like a definition of `x`; but a data
+/// entry with index 0 can only come before every definition, so any definition candidate
+/// before such an entry is data after all.
+fn classify_namespaces(items: &mut [Item]) -> HashMap<u8, String> {
+    let as_def = |it: &Item, count: u8| match it.value {
+        ItemValue::Value(Value::U8(v)) | ItemValue::Namespace(v) => {
+            v != 0 && v == count.wrapping_add(1)
+        }
+        _ => false,
+    };
+    // Entries with index 0 that are not u8 are data, so every definition comes after them.
+    let mut start = items
+        .iter()
+        .rposition(|it| {
+            it.namespace_index == 0
+                && !matches!(
+                    it.value,
+                    ItemValue::Value(Value::U8(_)) | ItemValue::Namespace(_)
+                )
+        })
+        .map_or(0, |j| j + 1);
+    // A u8 with index 0 that breaks the 1, 2, 3, … sequence means the earlier candidates
+    // were data rows; restart the sequence there.
+    'retry: loop {
+        let mut count = 0u8;
+        for (i, it) in items.iter().enumerate().skip(start) {
+            if it.namespace_index != 0 {
+                continue;
+            }
+            if as_def(it, count) {
+                count = count.wrapping_add(1);
+            } else if count > 0 {
+                start = i;
+                continue 'retry;
+            }
+        }
+        break;
+    }
+    let mut names = HashMap::new();
+    let mut count = 0u8;
+    for (i, it) in items.iter_mut().enumerate() {
+        if it.namespace_index == 0 && i >= start && as_def(it, count) {
+            count = count.wrapping_add(1);
+            it.value = ItemValue::Namespace(count);
+            names.insert(count, it.key.clone());
+        }
+    }
+    names
 }
 
 fn string_value(data: Vec<u8>) -> Value {

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::target::Chip;
 
 /// One `match` node of a manifest: every property that is set must hold.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct MatchRule {
     /// USB vendor id of the USB-serial bridge (`0x10c4`).
     pub vid: Option<u16>,

@@ -46,10 +46,17 @@ pub enum ColorChoice {
 
 /// espfleet compiles KDL device manifests into the flash images ESP-AT reads, and flashes them.
 #[derive(Debug, Parser)]
-#[command(name = "espfleet", version, propagate_version = true, max_term_width = 100)]
-#[command(after_help = "Start with `espfleet check manifests/examples/wroom-32.kdl`, then \
+#[command(
+    name = "espfleet",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+#[command(
+    after_help = "Start with `espfleet check manifests/examples/wroom-32.kdl`, then \
 `espfleet build manifests/examples/wroom-32.kdl --out out/`.\nThe manifest language is \
-documented in manifests/README.md; `espfleet schema` prints its JSON Schema.")]
+documented in manifests/README.md; `espfleet schema` prints its JSON Schema."
+)]
 pub struct Cli {
     #[command(flatten)]
     global: GlobalOpts,
@@ -97,7 +104,9 @@ fn setup(global: &GlobalOpts) {
     let color = match global.color {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
-        ColorChoice::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        ColorChoice::Auto => {
+            std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+        }
     };
     let _ = miette::set_hook(Box::new(move |_| {
         Box::new(

@@ -7,8 +7,16 @@ use espfleet_compiler::nvs::{NvsBuilder, NvsEntry, NvsError, Options, Value, enc
 use miette::Diagnostic as _;
 
 fn gen_err(csv: &str, size: u64) -> NvsError {
-    let input = CsvInput { name: "in.csv".into(), text: csv.into() };
-    generate(&[input], &Options::new(size), std::path::Path::new("/nonexistent-dir")).unwrap_err()
+    let input = CsvInput {
+        name: "in.csv".into(),
+        text: csv.into(),
+    };
+    generate(
+        &[input],
+        &Options::new(size),
+        std::path::Path::new("/nonexistent-dir"),
+    )
+    .unwrap_err()
 }
 
 fn code(e: &NvsError) -> String {
@@ -19,10 +27,17 @@ const H: &str = "key,type,encoding,value\n";
 
 #[test]
 fn key_too_long_names_the_line() {
-    let e = gen_err(&format!("{H}# comment\nns,namespace,,\nsixteen_chars_xx,data,u8,1\n"), 0x3000);
+    let e = gen_err(
+        &format!("{H}# comment\nns,namespace,,\nsixteen_chars_xx,data,u8,1\n"),
+        0x3000,
+    );
     assert_eq!(code(&e), "espfleet::nvs::key_too_long");
     assert_eq!(e.csv_line(), Some(4));
-    assert!(e.to_string().starts_with("in.csv:4: key `sixteen_chars_xx` is 16 characters"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("in.csv:4: key `sixteen_chars_xx` is 16 characters"),
+        "{e}"
+    );
     assert!(e.help().is_some());
     assert!(e.labels().is_some(), "the row is labelled in the source");
 }
@@ -45,32 +60,56 @@ fn unknown_encoding() {
 
 #[test]
 fn missing_file() {
-    let e = gen_err(&format!("{H}ns,namespace,,\nb,file,binary,no_such.bin\n"), 0x3000);
+    let e = gen_err(
+        &format!("{H}ns,namespace,,\nb,file,binary,no_such.bin\n"),
+        0x3000,
+    );
     assert_eq!(code(&e), "espfleet::nvs::missing_file");
     assert!(e.to_string().contains("no_such.bin"));
 }
 
 #[test]
 fn data_larger_than_the_partition() {
-    let e = gen_err(&format!("{H}ns,namespace,,\nb,data,hex2bin,{}\n", "ab".repeat(9000)), 0x3000);
+    let e = gen_err(
+        &format!("{H}ns,namespace,,\nb,data,hex2bin,{}\n", "ab".repeat(9000)),
+        0x3000,
+    );
     assert_eq!(code(&e), "espfleet::nvs::data_too_large");
     assert_eq!(e.csv_line(), Some(3));
 }
 
 #[test]
 fn sizes() {
-    assert_eq!(code(&parse_size("0x3001").unwrap_err()), "espfleet::nvs::size_not_multiple");
-    assert_eq!(code(&parse_size("0").unwrap_err()), "espfleet::nvs::size_too_small");
-    assert_eq!(code(&parse_size("twelve").unwrap_err()), "espfleet::nvs::invalid_size");
-    assert_eq!(code(&NvsBuilder::new(Options::new(0x800)).unwrap_err()), "espfleet::nvs::size_too_small");
+    assert_eq!(
+        code(&parse_size("0x3001").unwrap_err()),
+        "espfleet::nvs::size_not_multiple"
+    );
+    assert_eq!(
+        code(&parse_size("0").unwrap_err()),
+        "espfleet::nvs::size_too_small"
+    );
+    assert_eq!(
+        code(&parse_size("twelve").unwrap_err()),
+        "espfleet::nvs::invalid_size"
+    );
+    assert_eq!(
+        code(&NvsBuilder::new(Options::new(0)).unwrap_err()),
+        "espfleet::nvs::size_too_small"
+    );
     assert_eq!(parse_size("0x6000").unwrap(), 0x6000);
 }
 
 #[test]
 fn strings_past_the_page_limit() {
-    let e = gen_err(&format!("{H}ns,namespace,,\ns,data,string,{}\n", "x".repeat(3968)), 0x4000);
+    let e = gen_err(
+        &format!("{H}ns,namespace,,\ns,data,string,{}\n", "x".repeat(3968)),
+        0x4000,
+    );
     assert_eq!(code(&e), "espfleet::nvs::string_does_not_fit");
-    let e = gen_err(&format!("{H}ns,namespace,,\ns,data,string,{}\n", "x".repeat(4000)), 0x4000);
+    let e = gen_err(
+        &format!("{H}ns,namespace,,\ns,data,string,{}\n", "x".repeat(4000)),
+        0x4000,
+    );
     assert_eq!(code(&e), "espfleet::nvs::value_too_long");
 }
 
@@ -87,7 +126,9 @@ fn builder_errors_carry_the_entry_index() {
 
     let mut b = NvsBuilder::new(Options::new(0x3000)).unwrap();
     b.namespace("ns").unwrap();
-    let e = b.entry("a_key_that_is_too_long", &Value::I32(1)).unwrap_err();
+    let e = b
+        .entry("a_key_that_is_too_long", &Value::I32(1))
+        .unwrap_err();
     assert_eq!(e.entry_index(), Some(1));
     assert_eq!(code(&e), "espfleet::nvs::key_too_long");
 }
@@ -101,10 +142,24 @@ fn typed_api_matches_the_csv_path() {
         NvsEntry::new("app", "count", Value::I32(-2)),
     ];
     let typed = encode(&entries, &Options::new(0x3000)).unwrap();
-    let csv = format!("{H}app,namespace,,\ngreeting,data,string,hi\ncal,data,hex2bin,0102030405\ncount,data,i32,-2\n");
-    let input = CsvInput { name: "n2.csv".into(), text: csv };
-    assert_eq!(typed, generate(&[input], &Options::new(0x3000), std::path::Path::new(".")).unwrap());
+    let csv = format!(
+        "{H}app,namespace,,\ngreeting,data,string,hi\ncal,data,hex2bin,0102030405\ncount,data,i32,-2\n"
+    );
+    let input = CsvInput {
+        name: "n2.csv".into(),
+        text: csv,
+    };
+    assert_eq!(
+        typed,
+        generate(&[input], &Options::new(0x3000), std::path::Path::new(".")).unwrap()
+    );
     // Bytes from nvs-format.md example N2 (blob_idx and i32 entries).
-    assert_eq!(hex::encode(&typed[0xe0..0x100]), "014801ff6c58129063616c00000000000000000000000000050000000100ffff");
-    assert_eq!(hex::encode(&typed[0x100..0x120]), "011401ffd37396d2636f756e740000000000000000000000feffffffffffffff");
+    assert_eq!(
+        hex::encode(&typed[0xe0..0x100]),
+        "014801ff6c58129063616c00000000000000000000000000050000000100ffff"
+    );
+    assert_eq!(
+        hex::encode(&typed[0x100..0x120]),
+        "011401ffd37396d2636f756e740000000000000000000000feffffffffffffff"
+    );
 }

@@ -348,9 +348,10 @@ fn random_case(seed: u64, root: &Path) -> Case {
             slots_estimate += 4;
             let line = if header_reordered && !line.is_empty() && !line.starts_with('#') {
                 // Reorder the four fields to match the header (value,encoding,type,key,extra).
-                let rec = espfleet_compiler::nvs::csv::read_records(&format!("{line}\n")).unwrap();
+                let owned = format!("{line}\n");
+                let rec = espfleet_compiler::nvs::csv::read_records(&owned).unwrap();
                 let f = &rec[0].fields;
-                let get = |i: usize| quote_field(f.get(i).map_or("", String::as_str));
+                let get = |i: usize| quote_field(f.get(i).map_or("", |s| &**s));
                 format!("{},{},{},{},x", get(3), get(2), get(1), get(0))
             } else {
                 line

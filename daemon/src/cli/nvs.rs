@@ -431,34 +431,73 @@ mod tests {
     }
 
     fn run_args(args: &[&str]) -> miette::Result<ExitCode> {
-        let cli = TestCli::try_parse_from(std::iter::once("nvs").chain(args.iter().copied())).map_err(|e| miette!("{e}"))?;
-        let global = GlobalOpts { quiet: true, verbose: 0, color: super::super::ColorChoice::Never };
-        run(NvsArgs { command: cli.command }, &global)
+        let cli = TestCli::try_parse_from(std::iter::once("nvs").chain(args.iter().copied()))
+            .map_err(|e| miette!("{e}"))?;
+        let global = GlobalOpts {
+            quiet: true,
+            verbose: 0,
+            color: super::super::ColorChoice::Never,
+        };
+        run(
+            NvsArgs {
+                command: cli.command,
+            },
+            &global,
+        )
     }
 
     #[test]
     fn nothing_is_written_on_error() {
         let dir = tempfile::tempdir().unwrap();
         let csv = dir.path().join("in.csv");
-        std::fs::write(&csv, "key,type,encoding,value\nns,namespace,,\nk,data,u8,300\n").unwrap();
+        std::fs::write(
+            &csv,
+            "key,type,encoding,value\nns,namespace,,\nk,data,u8,300\n",
+        )
+        .unwrap();
         let out = dir.path().join("out.bin");
-        let err = run_args(&["generate", csv.to_str().unwrap(), out.to_str().unwrap(), "0x3000"]).unwrap_err();
+        let err = run_args(&[
+            "generate",
+            csv.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "0x3000",
+        ])
+        .unwrap_err();
         assert!(err.to_string().contains("out of range"), "{err}");
         assert!(!out.exists());
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary files left");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary files left"
+        );
     }
 
     #[test]
     fn encrypt_with_inputkey_decrypt_and_dump() {
         let dir = tempfile::tempdir().unwrap();
         let d = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
-        std::fs::write(d("in.csv"), "key,type,encoding,value\nns,namespace,,\ns,data,string,hello\nb,data,hex2bin,00ff\n").unwrap();
+        std::fs::write(
+            d("in.csv"),
+            "key,type,encoding,value\nns,namespace,,\ns,data,string,hello\nb,data,hex2bin,00ff\n",
+        )
+        .unwrap();
         run_args(&["generate-key", "--keyfile", "k.bin", "--outdir", &d("")]).unwrap();
         let keys = std::fs::read(d("keys/k.bin")).unwrap();
         assert_eq!(keys.len(), 4096);
-        assert_eq!(&keys[64..68], &espfleet_compiler::nvs::crc::crc32(&keys[..64]).to_le_bytes());
+        assert_eq!(
+            &keys[64..68],
+            &espfleet_compiler::nvs::crc::crc32(&keys[..64]).to_le_bytes()
+        );
         run_args(&["generate", &d("in.csv"), &d("plain.bin"), "0x3000"]).unwrap();
-        run_args(&["encrypt", &d("in.csv"), &d("enc.bin"), "0x3000", "--inputkey", &d("keys/k.bin")]).unwrap();
+        run_args(&[
+            "encrypt",
+            &d("in.csv"),
+            &d("enc.bin"),
+            "0x3000",
+            "--inputkey",
+            &d("keys/k.bin"),
+        ])
+        .unwrap();
         run_args(&["decrypt", &d("enc.bin"), &d("keys/k.bin"), &d("dec.bin")]).unwrap();
         let plain = std::fs::read(d("plain.bin")).unwrap();
         assert_ne!(std::fs::read(d("enc.bin")).unwrap(), plain);
@@ -467,8 +506,14 @@ mod tests {
 
     #[test]
     fn output_paths_follow_the_generator() {
-        assert_eq!(target_path(Some(Path::new("out")), "x").unwrap(), PathBuf::from("out/x.bin"));
-        assert_eq!(target_path(Some(Path::new("out")), "/abs/x.bin").unwrap(), PathBuf::from("/abs/x.bin"));
+        assert_eq!(
+            target_path(Some(Path::new("out")), "x").unwrap(),
+            PathBuf::from("out/x.bin")
+        );
+        assert_eq!(
+            target_path(Some(Path::new("out")), "/abs/x.bin").unwrap(),
+            PathBuf::from("/abs/x.bin")
+        );
         assert!(target_path(None, "x.txt").is_err());
         assert!(check_bin_ext("image").is_err());
     }

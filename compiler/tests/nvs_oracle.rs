@@ -5,6 +5,12 @@
 //!
 //! Success cases must give identical bytes; where the oracle rejects an input we must reject
 //! it too, with a coded diagnostic. Every accepted image must also dump and regenerate.
+#![allow(
+    clippy::too_many_lines,
+    clippy::cast_possible_truncation,
+    clippy::explicit_auto_deref,
+    clippy::similar_names
+)]
 
 mod nvs_support;
 
@@ -631,7 +637,7 @@ fn identical_to_the_pypi_generator() {
                 both_rejected += 1;
             }
             (true, Err(e)) => {
-                failures.push(format!("{}: oracle accepted, we rejected: {e}", case.name))
+                failures.push(format!("{}: oracle accepted, we rejected: {e}", case.name));
             }
             (false, Ok(_)) => failures.push(format!(
                 "{}: oracle rejected ({}), we accepted",

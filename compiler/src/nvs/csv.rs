@@ -91,6 +91,7 @@ pub fn read_records(text: &str) -> Result<Vec<Record<'_>>, (usize, (usize, usize
     Ok(records)
 }
 
+#[allow(clippy::too_many_lines)] // the CPython reader's state machine, kept in one piece
 /// Streaming form of [`read_records`]: calls `each` for every record as soon as it is read
 /// (errors from `each` stop the reading and are returned).
 pub fn for_each_record<'a, F>(
@@ -314,6 +315,7 @@ enum Raw<'a> {
     Bytes(Vec<u8>),
 }
 
+#[allow(clippy::too_many_lines)] // mirrors NVS.write_entry step by step
 /// Converts a value per its encoding, as the generator's `NVS.write_entry` does.
 fn convert(key: &str, encoding: &str, value: Option<Raw<'_>>) -> Result<Value, NvsErrorKind> {
     let mut encoding = std::borrow::Cow::Borrowed(encoding);
@@ -578,13 +580,13 @@ impl CsvGenerator {
                 cols = Some(names.map(col));
                 return Ok(());
             };
-            let result = match cols.iter().zip(names).find(|(c, _)| c.is_none()) {
-                Some((_, column)) => Err(NvsErrorKind::MissingColumn { column }),
-                None => {
+            let result =
+                if let Some((_, column)) = cols.iter().zip(names).find(|(c, _)| c.is_none()) {
+                    Err(NvsErrorKind::MissingColumn { column })
+                } else {
                     let get = |i: usize| cols[i].and_then(|c| rec.fields.get(c)).map(|f| &**f);
                     self.row(get(0), get(1), get(2), get(3))
-                }
-            };
+                };
             result.map_err(|e| {
                 failure = Some(located(e, rec.line, rec.span));
                 (0, (0, 0), String::new())

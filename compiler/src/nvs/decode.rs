@@ -15,6 +15,9 @@ use super::entry::{self, ItemType};
 use super::page::{self, PAGE_SIZE, PageState, SLOT_SIZE, SLOTS_PER_PAGE, SlotState};
 use super::{TrailingPages, Value, Version};
 
+/// A blob_data chunk: namespace index, key, chunk index.
+type ChunkKey = (u8, Vec<u8>, u8);
+
 /// One page of a decoded image.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PageInfo {
@@ -76,6 +79,7 @@ pub struct DecodedImage {
     pub issues: Vec<String>,
 }
 
+#[allow(clippy::too_many_lines)] // one pass over pages and slots reads best in one place
 /// Decodes an image. Lengths that are not a multiple of 4096 are decoded up to the last
 /// whole page (with an issue).
 pub fn decode(image: &[u8]) -> DecodedImage {
@@ -127,7 +131,7 @@ pub fn decode(image: &[u8]) -> DecodedImage {
     };
 
     let mut items: Vec<Option<Item>> = Vec::new();
-    let mut chunks: HashMap<(u8, Vec<u8>, u8), (Vec<u8>, Option<usize>)> = HashMap::new();
+    let mut chunks: HashMap<ChunkKey, (Vec<u8>, Option<usize>)> = HashMap::new();
     for &(_, pi) in &order {
         let p = &image[pi * PAGE_SIZE..(pi + 1) * PAGE_SIZE];
         let mut slot = 0;
@@ -296,7 +300,7 @@ fn classify_namespaces(items: &mut [Item]) -> HashMap<u8, String> {
         ItemValue::Value(Value::U8(v)) | ItemValue::Namespace(v) => {
             v != 0 && v == count.wrapping_add(1)
         }
-        _ => false,
+        ItemValue::Value(_) => false,
     };
     // Entries with index 0 that are not u8 are data, so every definition comes after them.
     let mut start = items
@@ -412,13 +416,16 @@ impl DecodedImage {
                         Value::U64(x) => ("u64", x.to_string()),
                         Value::I64(x) => ("i64", x.to_string()),
                         Value::Str(s) => ("string", s.clone()),
-                        Value::RawStr(b) => match std::str::from_utf8(b) {
-                            Ok(s) => ("STRING", s.to_owned()),
-                            Err(_) => {
-                                warnings.push(format!("string `{}` is not UTF-8 and cannot be written to the generator's CSV; left out", it.key));
-                                continue;
+                        Value::RawStr(b) => {
+                            if let Ok(s) = std::str::from_utf8(b) {
+                                ("STRING", s.to_owned())
+                            } else {
+                                {
+                                    warnings.push(format!("string `{}` is not UTF-8 and cannot be written to the generator's CSV; left out", it.key));
+                                    continue;
+                                }
                             }
-                        },
+                        }
                         Value::Blob(b) => (
                             "base64",
                             base64::engine::general_purpose::STANDARD.encode(b),
@@ -434,9 +441,9 @@ impl DecodedImage {
             // ap.pmk_info generated for the next row: skip it.
             if it.key == "ap.pmk_info" {
                 if let Some(next) = self.items.get(i + 1) {
-                    if let Some(v) = ap_after(&ap, next) {
-                        if let (Some(s), Some(p), Some(_)) = (&v[0], &v[1], &v[2]) {
-                            if it.value == ItemValue::Value(Value::Blob(pmk_info(p, s))) {
+                    if let Some([Some(s), Some(p), Some(_)]) = ap_after(&ap, next) {
+                        {
+                            if it.value == ItemValue::Value(Value::Blob(pmk_info(&p, &s))) {
                                 continue;
                             }
                         }

@@ -167,7 +167,7 @@ pub fn run(args: NvsArgs, global: &GlobalOpts) -> miette::Result<ExitCode> {
                 &format!("Created NVS binary: ===> {}", out.display()),
             );
         }
-        NvsCommand::Encrypt(a) => encrypt(a, global)?,
+        NvsCommand::Encrypt(a) => encrypt(&a, global)?,
         NvsCommand::Decrypt(a) => {
             for p in [&a.input, &a.key] {
                 check_bin_ext(&p.to_string_lossy())?;
@@ -231,7 +231,7 @@ fn build_image(a: &ImageArgs) -> miette::Result<(PathBuf, Vec<u8>)> {
     Ok((out, image))
 }
 
-fn encrypt(a: EncryptArgs, global: &GlobalOpts) -> miette::Result<()> {
+fn encrypt(a: &EncryptArgs, global: &GlobalOpts) -> miette::Result<()> {
     if !a.keygen && a.inputkey.is_none() {
         return Err(miette!(
             code = "espfleet::nvs::key_missing",
@@ -248,9 +248,10 @@ fn encrypt(a: EncryptArgs, global: &GlobalOpts) -> miette::Result<()> {
         None
     };
     let (out, mut image) = build_image(&a.image)?;
-    let key = match key {
-        Some(k) => k,
-        None => {
+    let key = if let Some(k) = key {
+        k
+    } else {
+        {
             // Like the generator: keys go to <outdir>/keys/, where outdir is dropped for an
             // absolute OUTPUT path.
             let outdir = if Path::new(&a.image.args[a.image.args.len() - 2]).is_absolute() {

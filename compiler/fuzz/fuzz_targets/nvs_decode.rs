@@ -11,8 +11,18 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let (csv, warnings) = decoded.to_csv("fuzz");
     let _ = decoded.to_json();
     if warnings.is_empty() && !decoded.items.is_empty() {
-        let options = Options { version: decoded.version.unwrap_or_default(), ..Options::new(0x3000) };
-        let _ = generate(&[CsvInput { name: "dump".into(), text: csv }], &options, std::path::Path::new("/nonexistent"));
+        let options = Options {
+            version: decoded.version.unwrap_or_default(),
+            ..Options::new(0x3000)
+        };
+        let _ = generate(
+            &[CsvInput {
+                name: "dump".into(),
+                text: csv,
+            }],
+            &options,
+            std::path::Path::new("/nonexistent"),
+        );
     }
     if data.len() <= 3 * 4096 {
         let key = NvsKey::from_hmac_key(b"fuzz");

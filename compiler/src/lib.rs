@@ -17,6 +17,8 @@ pub mod catalogue;
 pub mod device_match;
 pub mod esp_at;
 pub mod image;
+pub mod import;
+pub mod inspect;
 pub mod manifest;
 pub mod nvs;
 pub mod output;

@@ -10,7 +10,8 @@ use std::path::Path;
 /// directory, is flushed to disk, and is then renamed over `path`.
 ///
 /// The parent directory is created when missing. `mode` sets Unix permissions on the new file
-/// (use `0o600` for anything holding private keys); `None` keeps the process umask default.
+/// (use `0o600` for anything holding private keys); `None` gives the usual `0o644` (temporary
+/// files start out 0600, which is not what an image or a report should be).
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -55,6 +56,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("sub/image.bin");
         write_atomic(&target, b"first", None).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o644, "plain outputs are world-readable");
+        }
         write_atomic(&target, b"second", Some(0o600)).unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"second");
         let names: Vec<_> = std::fs::read_dir(target.parent().unwrap())

@@ -15,9 +15,12 @@ use clap::{Parser, Subcommand};
 
 mod build;
 mod check;
+mod import;
+mod inspect;
 mod nvs;
 mod partitions;
 mod schema;
+mod sim;
 
 /// Global options shared by every subcommand.
 #[derive(Debug, Clone, clap::Args)]
@@ -76,6 +79,12 @@ enum Command {
     Schema(schema::SchemaArgs),
     /// Generate, encrypt, decrypt and dump NVS partition images (a drop-in for esp-idf-nvs-partition-gen).
     Nvs(nvs::NvsArgs),
+    /// Run a simulated ESP32 / ESP32-C3 on a pseudo-terminal for esptool, espflash or espfleet.
+    Sim(Box<sim::SimArgs>),
+    /// Show what an image holds: partition tables, NVS, era A bins, firmware, factory images.
+    Inspect(inspect::InspectArgs),
+    /// Recover a manifest (and its certificate, BLE and firmware files) from a factory image.
+    Import(import::ImportArgs),
 }
 
 /// Entry point of the `espfleet` binary: parse arguments, set up diagnostics and logging, run.
@@ -88,6 +97,9 @@ pub fn main() -> ExitCode {
         Command::Partitions(args) => partitions::run(args, &cli.global),
         Command::Schema(args) => schema::run(args, &cli.global),
         Command::Nvs(args) => nvs::run(args, &cli.global),
+        Command::Sim(args) => sim::run(*args, &cli.global),
+        Command::Inspect(args) => inspect::run(args, &cli.global),
+        Command::Import(args) => import::run(args, &cli.global),
     };
     match result {
         Ok(code) => code,

@@ -132,9 +132,13 @@ impl ErrorKind {
     }
 }
 
-/// One problem in a manifest, pointing at the place that causes it.
+/// One problem in a manifest, pointing at the place that causes it. Boxed inside, so that
+/// `Result<T, ManifestError>` stays small.
 #[derive(Debug, Clone)]
-pub struct ManifestError {
+pub struct ManifestError(Box<Inner>);
+
+#[derive(Debug, Clone)]
+struct Inner {
     kind: ErrorKind,
     message: String,
     label: String,
@@ -148,7 +152,7 @@ pub struct ManifestError {
 impl ManifestError {
     /// A new error of `kind` with its message; add the place, label and help with the builders.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        ManifestError {
+        ManifestError(Box::new(Inner {
             kind,
             message: message.into(),
             label: String::from("here"),
@@ -156,62 +160,62 @@ impl ManifestError {
             place: None,
             notes: Vec::new(),
             severity: Severity::Error,
-        }
+        }))
     }
 
     /// Points the error at `place` with a short label.
     #[must_use]
     pub fn at(mut self, place: &Place, label: impl Into<String>) -> Self {
-        self.place = Some(place.clone());
-        self.label = label.into();
+        self.0.place = Some(place.clone());
+        self.0.label = label.into();
         self
     }
 
     /// Says what to do about it.
     #[must_use]
     pub fn help(mut self, help: impl Into<String>) -> Self {
-        self.help = Some(help.into());
+        self.0.help = Some(help.into());
         self
     }
 
     /// Adds a second labelled place (shown when it is in the same file).
     #[must_use]
     pub fn note(mut self, place: &Place, label: impl Into<String>) -> Self {
-        self.notes.push((place.clone(), label.into()));
+        self.0.notes.push((place.clone(), label.into()));
         self
     }
 
     /// Turns the error into a warning: reported, but the manifest still builds.
     #[must_use]
     pub fn warning(mut self) -> Self {
-        self.severity = Severity::Warning;
+        self.0.severity = Severity::Warning;
         self
     }
 
     /// Which rule is broken.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.0.kind
     }
 
     /// Where, if the problem has a place in a manifest.
     pub fn place(&self) -> Option<&Place> {
-        self.place.as_ref()
+        self.0.place.as_ref()
     }
 
     /// True for warnings, which do not stop a build.
     pub fn is_warning(&self) -> bool {
-        self.severity == Severity::Warning
+        self.0.severity == Severity::Warning
     }
 
     /// The one-line message.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 }
 
 impl fmt::Display for ManifestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        f.write_str(&self.0.message)
     }
 }
 
@@ -219,27 +223,29 @@ impl std::error::Error for ManifestError {}
 
 impl Diagnostic for ManifestError {
     fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        Some(Box::new(self.kind.code()))
+        Some(Box::new(self.0.kind.code()))
     }
 
     fn severity(&self) -> Option<Severity> {
-        Some(self.severity)
+        Some(self.0.severity)
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.help
+        self.0
+            .help
             .as_ref()
             .map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {
-        self.place.as_ref().map(|p| p.file.source_code())
+        self.0.place.as_ref().map(|p| p.file.source_code())
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        let place = self.place.as_ref()?;
-        let primary = LabeledSpan::new_primary_with_span(Some(self.label.clone()), place.span);
+        let place = self.0.place.as_ref()?;
+        let primary = LabeledSpan::new_primary_with_span(Some(self.0.label.clone()), place.span);
         let notes = self
+            .0
             .notes
             .iter()
             .filter(|(p, _)| p.file == place.file)

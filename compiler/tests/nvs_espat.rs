@@ -5,6 +5,8 @@
 
 mod nvs_support;
 
+use std::fmt::Write as _;
+
 use espfleet_compiler::nvs::csv::{CsvInput, generate, read_records};
 use espfleet_compiler::nvs::{Options, TrailingPages, Version, decode};
 
@@ -46,9 +48,9 @@ fn mfg_nvs_csv() -> String {
         ("mqtt_ca", &[("mqtt_ca", "mqtt_ca/mqtt_ca.crt")]),
     ];
     for (ns, files) in pki {
-        csv.push_str(&format!("{ns},namespace,,\n"));
+        let _ = writeln!(csv, "{ns},namespace,,");
         for (key, file) in files {
-            csv.push_str(&format!("{key},file,binary,{}\n", p(file)));
+            let _ = writeln!(csv, "{key},file,binary,{}", p(file));
         }
     }
     csv.push_str(
@@ -63,7 +65,7 @@ fn mfg_nvs_csv() -> String {
         .iter()
         .filter(|r| !r.fields.is_empty() && !r.fields[0].starts_with('#'));
     for (k, r) in rows.enumerate() {
-        csv.push_str(&format!("cfg{k},data,string,\"{}\"\n", r.fields.join(",")));
+        let _ = writeln!(csv, "cfg{k},data,string,\"{}\"", r.fields.join(","));
     }
     csv
 }

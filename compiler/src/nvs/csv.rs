@@ -6,6 +6,7 @@
 //! and its value conversion (encodings, upper-case quirks, `blob_fill`) before it reaches the
 //! [`NvsBuilder`].
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use miette::{NamedSource, SourceSpan};
@@ -57,9 +58,9 @@ impl NvsErrorKind {
 
 /// One CSV record and where it starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
+pub struct Record<'a> {
     /// The fields after unquoting.
-    pub fields: Vec<String>,
+    pub fields: Vec<Cow<'a, str>>,
     /// 1-based line number of the record's first line in the original file.
     pub line: usize,
     /// Byte span of the record's lines in the original file.
@@ -78,119 +79,178 @@ enum State {
 
 /// Splits `text` into records exactly as `csv.reader(filter(lambda l: l[0] != '#', f))` does
 /// with `f` opened in text mode (universal newlines).
-pub fn read_records(text: &str) -> Result<Vec<Record>, (usize, (usize, usize), String)> {
+///
+/// Works on bytes: the characters that drive the state machine (`,` `"` CR LF) are ASCII and
+/// never occur inside a multi-byte UTF-8 sequence, so fields stay valid UTF-8.
+pub fn read_records(text: &str) -> Result<Vec<Record<'_>>, (usize, (usize, usize), String)> {
     let mut records = Vec::new();
-    let mut state = State::StartRecord;
-    let mut fields: Vec<String> = Vec::new();
-    let mut field = String::new();
-    let mut field_len = 0usize;
-    let mut rec_start: Option<(usize, usize)> = None;
+    for_each_record(text, |r| {
+        records.push(r);
+        Ok(())
+    })?;
+    Ok(records)
+}
+
+#[allow(clippy::too_many_lines)] // the CPython reader's state machine, kept in one piece
+/// Streaming form of [`read_records`]: calls `each` for every record as soon as it is read
+/// (errors from `each` stop the reading and are returned).
+pub fn for_each_record<'a, F>(
+    text: &'a str,
+    mut each: F,
+) -> Result<(), (usize, (usize, usize), String)>
+where
+    F: FnMut(Record<'a>) -> Result<(), (usize, (usize, usize), String)>,
+{
     let bytes = text.as_bytes();
+    let mut state = State::StartRecord;
+    let mut fields: Vec<Cow<'_, str>> = Vec::new();
+    let mut field: Vec<u8> = Vec::new();
+    let mut rec_start: Option<(usize, usize)> = None;
     let mut pos = 0usize;
     let mut line_no = 0usize;
+    let take = |field: &mut Vec<u8>, fields: &mut Vec<Cow<'_, str>>| -> Result<(), String> {
+        let f =
+            String::from_utf8(std::mem::take(field)).expect("split at ASCII bytes of valid UTF-8");
+        if f.len() > FIELD_SIZE_LIMIT && f.chars().count() > FIELD_SIZE_LIMIT {
+            return Err(format!(
+                "field larger than field limit ({FIELD_SIZE_LIMIT})"
+            ));
+        }
+        fields.push(Cow::Owned(f));
+        Ok(())
+    };
     while pos < bytes.len() {
-        // One physical line: up to and including \n, \r\n or \r (normalised to \n).
+        // One physical line: up to \n, \r\n or \r (all read as \n).
         line_no += 1;
         let start = pos;
-        let mut end = pos;
-        while end < bytes.len() && bytes[end] != b'\n' && bytes[end] != b'\r' {
-            end += 1;
-        }
-        let content = &text[start..end];
-        let mut next = end;
+        let end = memchr2(bytes, pos);
         let has_newline = end < bytes.len();
-        if has_newline {
-            next += if bytes[end] == b'\r' && bytes.get(end + 1) == Some(&b'\n') {
-                2
-            } else {
-                1
-            };
+        pos = if !has_newline {
+            end
+        } else if bytes[end] == b'\r' && bytes.get(end + 1) == Some(&b'\n') {
+            end + 2
+        } else {
+            end + 1
+        };
+        let content = &bytes[start..end];
+        if content.first() == Some(&b'#') {
+            continue;
         }
-        pos = next;
-        if content.starts_with('#') {
+        let err = |m: String| (line_no, (start, end), m);
+        // Fast path: a whole record on one line without quotes splits on commas exactly as
+        // the state machine below would.
+        if state == State::StartRecord && !content.contains(&b'"') {
+            if !content.is_empty() {
+                let line = &text[start..end];
+                let mut f = Vec::with_capacity(4);
+                for part in line.split(',') {
+                    if part.len() > FIELD_SIZE_LIMIT && part.chars().count() > FIELD_SIZE_LIMIT {
+                        return Err(err(format!(
+                            "field larger than field limit ({FIELD_SIZE_LIMIT})"
+                        )));
+                    }
+                    f.push(Cow::Borrowed(part));
+                }
+                each(Record {
+                    fields: f,
+                    line: line_no,
+                    span: (start, end),
+                })?;
+            }
             continue;
         }
         if rec_start.is_none() {
             rec_start = Some((line_no, start));
         }
-        let chars = content
-            .chars()
-            .map(Some)
-            .chain(has_newline.then_some(Some('\n')))
-            .chain(std::iter::once(None));
-        for c in chars {
-            // `None` is the end-of-line marker the C reader feeds after each line.
+        // `None` is the end-of-line marker the C reader feeds after each line.
+        let n = content.len();
+        let total = n + usize::from(has_newline) + 1;
+        let mut i = 0;
+        while i < total {
+            // Copy runs of ordinary bytes in one go.
+            if i < n && matches!(state, State::InQuotedField | State::InField) {
+                let stops: &[u8] = if state == State::InQuotedField {
+                    b"\""
+                } else {
+                    b","
+                };
+                let run = content[i..]
+                    .iter()
+                    .position(|b| stops.contains(b))
+                    .unwrap_or(n - i);
+                if run > 0 {
+                    field.extend_from_slice(&content[i..i + run]);
+                    i += run;
+                    continue;
+                }
+            }
+            let c = if i < n {
+                Some(content[i])
+            } else if i == n && has_newline {
+                Some(b'\n')
+            } else {
+                None
+            };
+            i += 1;
             let mut reprocess = true;
             while reprocess {
                 reprocess = false;
                 match state {
                     State::StartRecord => match c {
                         None => {}
-                        Some('\n' | '\r') => state = State::EatCrnl,
+                        Some(b'\n' | b'\r') => state = State::EatCrnl,
                         Some(_) => {
                             state = State::StartField;
                             reprocess = true;
                         }
                     },
                     State::StartField => match c {
-                        None | Some('\n' | '\r') => {
-                            fields.push(std::mem::take(&mut field));
-                            field_len = 0;
+                        None | Some(b'\n' | b'\r') => {
+                            take(&mut field, &mut fields).map_err(err)?;
                             state = if c.is_none() {
                                 State::StartRecord
                             } else {
                                 State::EatCrnl
                             };
                         }
-                        Some('"') => state = State::InQuotedField,
-                        Some(',') => {
-                            fields.push(std::mem::take(&mut field));
-                            field_len = 0;
-                        }
+                        Some(b'"') => state = State::InQuotedField,
+                        Some(b',') => take(&mut field, &mut fields).map_err(err)?,
                         Some(ch) => {
-                            push_char(&mut field, &mut field_len, ch, line_no, (start, end))?;
+                            field.push(ch);
                             state = State::InField;
                         }
                     },
                     State::InField => match c {
-                        None | Some('\n' | '\r') => {
-                            fields.push(std::mem::take(&mut field));
-                            field_len = 0;
+                        None | Some(b'\n' | b'\r') => {
+                            take(&mut field, &mut fields).map_err(err)?;
                             state = if c.is_none() {
                                 State::StartRecord
                             } else {
                                 State::EatCrnl
                             };
                         }
-                        Some(',') => {
-                            fields.push(std::mem::take(&mut field));
-                            field_len = 0;
+                        Some(b',') => {
+                            take(&mut field, &mut fields).map_err(err)?;
                             state = State::StartField;
                         }
-                        Some(ch) => {
-                            push_char(&mut field, &mut field_len, ch, line_no, (start, end))?
-                        }
+                        Some(ch) => field.push(ch),
                     },
                     State::InQuotedField => match c {
                         None => {}
-                        Some('"') => state = State::QuoteInQuotedField,
-                        Some(ch) => {
-                            push_char(&mut field, &mut field_len, ch, line_no, (start, end))?
-                        }
+                        Some(b'"') => state = State::QuoteInQuotedField,
+                        Some(ch) => field.push(ch),
                     },
                     State::QuoteInQuotedField => match c {
-                        Some('"') => {
-                            push_char(&mut field, &mut field_len, '"', line_no, (start, end))?;
+                        Some(b'"') => {
+                            field.push(b'"');
                             state = State::InQuotedField;
                         }
-                        Some(',') => {
-                            fields.push(std::mem::take(&mut field));
-                            field_len = 0;
+                        Some(b',') => {
+                            take(&mut field, &mut fields).map_err(err)?;
                             state = State::StartField;
                         }
-                        None | Some('\n' | '\r') => {
-                            fields.push(std::mem::take(&mut field));
-                            field_len = 0;
+                        None | Some(b'\n' | b'\r') => {
+                            take(&mut field, &mut fields).map_err(err)?;
                             state = if c.is_none() {
                                 State::StartRecord
                             } else {
@@ -198,19 +258,15 @@ pub fn read_records(text: &str) -> Result<Vec<Record>, (usize, (usize, usize), S
                             };
                         }
                         Some(ch) => {
-                            push_char(&mut field, &mut field_len, ch, line_no, (start, end))?;
+                            field.push(ch);
                             state = State::InField;
                         }
                     },
                     State::EatCrnl => match c {
-                        Some('\n' | '\r') => {}
+                        Some(b'\n' | b'\r') => {}
                         None => state = State::StartRecord,
                         Some(_) => {
-                            return Err((
-                                line_no,
-                                (start, end),
-                                "new-line character seen in unquoted field".into(),
-                            ));
+                            return Err(err("new-line character seen in unquoted field".into()));
                         }
                     },
                 }
@@ -220,64 +276,54 @@ pub fn read_records(text: &str) -> Result<Vec<Record>, (usize, (usize, usize), S
             let (first_line, first_byte) = rec_start.take().expect("set above");
             // Empty lines give an empty record, which DictReader skips.
             if !fields.is_empty() {
-                records.push(Record {
+                each(Record {
                     fields: std::mem::take(&mut fields),
                     line: first_line,
                     span: (first_byte, end),
-                });
+                })?;
             }
         }
     }
     // End of input inside a record: the reader saves the pending field (non-strict mode).
     if let Some((first_line, first_byte)) = rec_start {
-        if field_len != 0 || state == State::InQuotedField {
-            fields.push(field);
+        if !field.is_empty() || state == State::InQuotedField {
+            take(&mut field, &mut fields).map_err(|m| (first_line, (first_byte, text.len()), m))?;
         }
         if !fields.is_empty() {
-            records.push(Record {
+            each(Record {
                 fields,
                 line: first_line,
                 span: (first_byte, text.len()),
-            });
+            })?;
         }
     }
-    Ok(records)
+    Ok(())
 }
 
-fn push_char(
-    field: &mut String,
-    len: &mut usize,
-    c: char,
-    line: usize,
-    span: (usize, usize),
-) -> Result<(), (usize, (usize, usize), String)> {
-    if *len >= FIELD_SIZE_LIMIT {
-        return Err((
-            line,
-            span,
-            format!("field larger than field limit ({FIELD_SIZE_LIMIT})"),
-        ));
-    }
-    *len += 1;
-    field.push(c);
-    Ok(())
+/// Position of the next CR or LF at or after `from` (or the end).
+fn memchr2(bytes: &[u8], from: usize) -> usize {
+    bytes[from..]
+        .iter()
+        .position(|&b| b == b'\n' || b == b'\r')
+        .map_or(bytes.len(), |i| from + i)
 }
 
 /// A row's value before conversion: text from a `data` row, bytes from a `file` row.
 #[derive(Debug, Clone)]
-enum Raw {
-    Text(String),
+enum Raw<'a> {
+    Text(Cow<'a, str>),
     Bytes(Vec<u8>),
 }
 
+#[allow(clippy::too_many_lines)] // mirrors NVS.write_entry step by step
 /// Converts a value per its encoding, as the generator's `NVS.write_entry` does.
-fn convert(key: &str, encoding: &str, value: Option<Raw>) -> Result<Value, NvsErrorKind> {
-    let mut encoding = encoding.to_owned();
+fn convert(key: &str, encoding: &str, value: Option<Raw<'_>>) -> Result<Value, NvsErrorKind> {
+    let mut encoding = std::borrow::Cow::Borrowed(encoding);
     let mut value = value;
     if encoding.starts_with("blob_fill") || encoding.starts_with("blob_sz_fill") {
         let (len, pad) =
             parse_fill(&encoding).ok_or_else(|| NvsErrorKind::InvalidFillEncoding {
-                encoding: encoding.clone(),
+                encoding: encoding.to_string(),
             })?;
         let text: Vec<u8> = match &value {
             None => Vec::new(),
@@ -286,7 +332,7 @@ fn convert(key: &str, encoding: &str, value: Option<Raw>) -> Result<Value, NvsEr
             Some(Raw::Bytes(_)) => {
                 return Err(NvsErrorKind::UnsupportedFileEncoding {
                     key: key.to_owned(),
-                    encoding,
+                    encoding: encoding.to_string(),
                 });
             }
         };
@@ -306,11 +352,11 @@ fn convert(key: &str, encoding: &str, value: Option<Raw>) -> Result<Value, NvsEr
         }
         data.extend_from_slice(&text);
         data.resize(data.len() + (len - text.len()), pad);
-        value = Some(Raw::Text(hex::encode(data)));
-        encoding = "hex2bin".to_owned();
+        value = Some(Raw::Text(Cow::Owned(hex::encode(data))));
+        encoding = std::borrow::Cow::Borrowed("hex2bin");
     }
     let missing = || NvsErrorKind::MissingField { column: "value" };
-    match encoding.as_str() {
+    match &*encoding {
         "hex2bin" => {
             let stripped: Vec<u8> = match value.ok_or_else(missing)? {
                 Raw::Text(t) => {
@@ -354,7 +400,7 @@ fn convert(key: &str, encoding: &str, value: Option<Raw>) -> Result<Value, NvsEr
                         reason: "string argument should contain only ASCII characters".into(),
                     });
                 }
-                Raw::Text(t) => t.into_bytes(),
+                Raw::Text(t) => t.into_owned().into_bytes(),
                 Raw::Bytes(b) => b,
             };
             let decoded =
@@ -366,24 +412,31 @@ fn convert(key: &str, encoding: &str, value: Option<Raw>) -> Result<Value, NvsEr
         }
         "string" => {
             let mut text = match value.ok_or_else(missing)? {
-                Raw::Text(t) => t,
+                Raw::Text(t) => t.into_owned(),
                 Raw::Bytes(b) => String::from_utf8(b).map_err(|_| NvsErrorKind::NotUtf8 {
                     key: key.to_owned(),
                 })?,
             };
             text.push('\0');
-            value = Some(Raw::Text(text));
+            value = Some(Raw::Text(Cow::Owned(text)));
         }
         _ => {}
     }
-    let lower = encoding.to_lowercase();
+    let lower = if encoding
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        encoding.clone()
+    } else {
+        std::borrow::Cow::Owned(encoding.to_lowercase())
+    };
     let int = |value: Option<Raw>,
                name: &'static str,
                min: i128,
                max: i128|
      -> Result<i128, NvsErrorKind> {
         let (parsed, shown) = match value.ok_or_else(missing)? {
-            Raw::Text(t) => (python::int_from_str(&t), t),
+            Raw::Text(t) => (python::int_from_str(&t), t.into_owned()),
             Raw::Bytes(b) => (
                 python::int_from_bytes(&b),
                 String::from_utf8_lossy(&b).into_owned(),
@@ -404,7 +457,7 @@ fn convert(key: &str, encoding: &str, value: Option<Raw>) -> Result<Value, NvsEr
             }),
         }
     };
-    let v = match lower.as_str() {
+    let v = match &*lower {
         "u8" => {
             Value::U8(u8::try_from(int(value, "u8", 0, u8::MAX.into())?).expect("range checked"))
         }
@@ -433,11 +486,11 @@ fn convert(key: &str, encoding: &str, value: Option<Raw>) -> Result<Value, NvsEr
                 .expect("range checked"),
         ),
         "string" => match value.ok_or_else(missing)? {
-            Raw::Text(t) => Value::RawStr(t.into_bytes()),
+            Raw::Text(t) => Value::RawStr(t.into_owned().into_bytes()),
             Raw::Bytes(_) => {
                 return Err(NvsErrorKind::UnsupportedFileEncoding {
                     key: key.to_owned(),
-                    encoding,
+                    encoding: encoding.to_string(),
                 });
             }
         },
@@ -445,13 +498,17 @@ fn convert(key: &str, encoding: &str, value: Option<Raw>) -> Result<Value, NvsEr
             Raw::Text(t) if !t.is_ascii() => {
                 return Err(NvsErrorKind::NonAsciiBlobText {
                     key: key.to_owned(),
-                    encoding,
+                    encoding: encoding.to_string(),
                 });
             }
-            Raw::Text(t) => Value::Blob(t.into_bytes()),
+            Raw::Text(t) => Value::Blob(t.into_owned().into_bytes()),
             Raw::Bytes(b) => Value::Blob(b),
         },
-        _ => return Err(NvsErrorKind::UnknownEncoding { encoding }),
+        _ => {
+            return Err(NvsErrorKind::UnknownEncoding {
+                encoding: encoding.to_string(),
+            });
+        }
     };
     Ok(v)
 }
@@ -514,31 +571,33 @@ impl CsvGenerator {
             })
             .with_source(source(), SourceSpan::from(span.0..span.1))
         };
-        let records = read_records(&input.text).map_err(|(line, span, message)| {
-            located(NvsErrorKind::CsvSyntax { message }, line, span)
-        })?;
-        let mut iter = records.into_iter();
-        let Some(header) = iter.next() else {
-            return Ok(());
-        };
-        let col = |name: &str| header.fields.iter().rposition(|f| f == name);
-        let cols = [col("key"), col("type"), col("encoding"), col("value")];
-        for rec in iter {
-            let names = ["key", "type", "encoding", "value"];
-            for (c, name) in cols.iter().zip(names) {
-                if c.is_none() {
-                    return Err(located(
-                        NvsErrorKind::MissingColumn { column: name },
-                        rec.line,
-                        rec.span,
-                    ));
-                }
-            }
-            let get = |i: usize| cols[i].and_then(|c| rec.fields.get(c)).map(String::as_str);
-            self.row(get(0), get(1), get(2), get(3))
-                .map_err(|e| located(e, rec.line, rec.span))?;
+        let names = ["key", "type", "encoding", "value"];
+        let mut cols: Option<[Option<usize>; 4]> = None;
+        let mut failure: Option<NvsError> = None;
+        let parsed = for_each_record(&input.text, |rec| {
+            let Some(cols) = cols else {
+                let col = |name: &str| rec.fields.iter().rposition(|f| f == name);
+                cols = Some(names.map(col));
+                return Ok(());
+            };
+            let result =
+                if let Some((_, column)) = cols.iter().zip(names).find(|(c, _)| c.is_none()) {
+                    Err(NvsErrorKind::MissingColumn { column })
+                } else {
+                    let get = |i: usize| cols[i].and_then(|c| rec.fields.get(c)).map(|f| &**f);
+                    self.row(get(0), get(1), get(2), get(3))
+                };
+            result.map_err(|e| {
+                failure = Some(located(e, rec.line, rec.span));
+                (0, (0, 0), String::new())
+            })
+        });
+        if let Some(f) = failure {
+            return Err(f);
         }
-        Ok(())
+        parsed.map_err(|(line, span, message)| {
+            located(NvsErrorKind::CsvSyntax { message }, line, span)
+        })
     }
 
     /// One row, as the generator's `generate()` loop and `write_entry` wrapper handle it.
@@ -571,7 +630,7 @@ impl CsvGenerator {
         }
         if matches!(key, "sta.ssid" | "sta.pswd") {
             let encoding = encoding.ok_or(NvsErrorKind::MissingField { column: "encoding" })?;
-            let v = convert(key, encoding, value.map(|v| Raw::Text(v.to_owned())))?;
+            let v = convert(key, encoding, value.map(|v| Raw::Text(Cow::Borrowed(v))))?;
             self.builder.entry_inner(key, &v)?;
             if !self.wifi.sta_extras_written {
                 self.builder
@@ -594,7 +653,7 @@ impl CsvGenerator {
             })?;
             Some(Raw::Bytes(bytes))
         } else {
-            value.map(|v| Raw::Text(v.to_owned()))
+            value.map(|v| Raw::Text(Cow::Borrowed(v)))
         };
         if kind == Some("namespace") {
             return self.builder.namespace_inner(key);
@@ -675,7 +734,7 @@ mod tests {
         read_records(text)
             .unwrap()
             .into_iter()
-            .map(|r| r.fields)
+            .map(|r| r.fields.into_iter().map(Cow::into_owned).collect())
             .collect()
     }
 
@@ -701,7 +760,12 @@ mod tests {
         assert_eq!(parse_fill("blob_sz_fill(6;0xAb)junk"), Some((6, 0xAB)));
         assert_eq!(parse_fill("blob_fill(6;0xf)"), None);
         // nvs-format.md 7.4: blob_sz_fill(6;0xff) with `hi`.
-        let v = convert("k", "blob_sz_fill(6;0xff)", Some(Raw::Text("hi".into()))).unwrap();
+        let v = convert(
+            "k",
+            "blob_sz_fill(6;0xff)",
+            Some(Raw::Text(Cow::Borrowed("hi"))),
+        )
+        .unwrap();
         assert_eq!(
             v,
             Value::Blob(vec![2, 0, 0, 0, 0x68, 0x69, 0xFF, 0xFF, 0xFF, 0xFF])
@@ -711,23 +775,23 @@ mod tests {
     #[test]
     fn upper_case_encodings_skip_conversion() {
         assert_eq!(
-            convert("k", "STRING", Some(Raw::Text("ab".into()))).unwrap(),
+            convert("k", "STRING", Some(Raw::Text(Cow::Borrowed("ab")))).unwrap(),
             Value::RawStr(b"ab".to_vec())
         );
         assert_eq!(
-            convert("k", "string", Some(Raw::Text("ab".into()))).unwrap(),
+            convert("k", "string", Some(Raw::Text(Cow::Borrowed("ab")))).unwrap(),
             Value::RawStr(b"ab\0".to_vec())
         );
         assert_eq!(
-            convert("k", "HEX2BIN", Some(Raw::Text("0a".into()))).unwrap(),
+            convert("k", "HEX2BIN", Some(Raw::Text(Cow::Borrowed("0a")))).unwrap(),
             Value::Blob(b"0a".to_vec())
         );
         assert_eq!(
-            convert("k", "hex2bin", Some(Raw::Text(" 0a ".into()))).unwrap(),
+            convert("k", "hex2bin", Some(Raw::Text(Cow::Borrowed(" 0a ")))).unwrap(),
             Value::Blob(vec![10])
         );
         assert_eq!(
-            convert("k", "U8", Some(Raw::Text("7".into()))).unwrap(),
+            convert("k", "U8", Some(Raw::Text(Cow::Borrowed("7")))).unwrap(),
             Value::U8(7)
         );
     }

@@ -15,6 +15,9 @@ use super::entry::{self, ItemType};
 use super::page::{self, PAGE_SIZE, PageState, SLOT_SIZE, SLOTS_PER_PAGE, SlotState};
 use super::{TrailingPages, Value, Version};
 
+/// A blob_data chunk: namespace index, key, chunk index.
+type ChunkKey = (u8, Vec<u8>, u8);
+
 /// One page of a decoded image.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PageInfo {
@@ -76,6 +79,7 @@ pub struct DecodedImage {
     pub issues: Vec<String>,
 }
 
+#[allow(clippy::too_many_lines)] // one pass over pages and slots reads best in one place
 /// Decodes an image. Lengths that are not a multiple of 4096 are decoded up to the last
 /// whole page (with an issue).
 pub fn decode(image: &[u8]) -> DecodedImage {
@@ -127,9 +131,7 @@ pub fn decode(image: &[u8]) -> DecodedImage {
     };
 
     let mut items: Vec<Option<Item>> = Vec::new();
-    let mut namespaces: HashMap<u8, String> = HashMap::new();
-    let mut chunks: HashMap<(u8, Vec<u8>, u8), (Vec<u8>, Option<usize>)> = HashMap::new();
-    let mut ns_count: u8 = 0;
+    let mut chunks: HashMap<ChunkKey, (Vec<u8>, Option<usize>)> = HashMap::new();
     for &(_, pi) in &order {
         let p = &image[pi * PAGE_SIZE..(pi + 1) * PAGE_SIZE];
         let mut slot = 0;
@@ -197,18 +199,9 @@ pub fn decode(image: &[u8]) -> DecodedImage {
             match ty {
                 _ if ty.primitive_width().is_some() => {
                     let w = ty.primitive_width().expect("primitive");
-                    if ns == 0
-                        && ty == ItemType::U8
-                        && e[24] == ns_count.wrapping_add(1)
-                        && e[24] != 0
-                    {
-                        ns_count = e[24];
-                        namespaces.insert(e[24], key.clone());
-                        items.push(Some(item(ItemValue::Namespace(e[24]))));
-                    } else {
-                        let v = prim(&e[24..24 + w]);
-                        items.push(Some(item(ItemValue::Value(v))));
-                    }
+                    // Namespace definitions are told apart from data after the scan.
+                    let v = prim(&e[24..24 + w]);
+                    items.push(Some(item(ItemValue::Value(v))));
                 }
                 ItemType::Str | ItemType::Blob => {
                     if let Some(data) = payload() {
@@ -282,10 +275,9 @@ pub fn decode(image: &[u8]) -> DecodedImage {
         ));
     }
     let mut items: Vec<Item> = items.into_iter().flatten().collect();
+    let namespaces = classify_namespaces(&mut items);
     for it in &mut items {
-        if it.namespace.is_none() {
-            it.namespace = namespaces.get(&it.namespace_index).cloned();
-        }
+        it.namespace = namespaces.get(&it.namespace_index).cloned();
     }
     DecodedImage {
         size: image.len(),
@@ -295,6 +287,59 @@ pub fn decode(image: &[u8]) -> DecodedImage {
         items,
         issues,
     }
+}
+
+/// Decides which namespace-index-0 u8 entries are namespace definitions.
+///
+/// A definition has the next index (1, 2, …). Data rows written before the first namespace
+/// also have index 0, and `x,data,u8,1` looks exactly like a definition of `x`; but a data
+/// entry with index 0 can only come before every definition, so any definition candidate
+/// before such an entry is data after all.
+fn classify_namespaces(items: &mut [Item]) -> HashMap<u8, String> {
+    let as_def = |it: &Item, count: u8| match it.value {
+        ItemValue::Value(Value::U8(v)) | ItemValue::Namespace(v) => {
+            v != 0 && v == count.wrapping_add(1)
+        }
+        ItemValue::Value(_) => false,
+    };
+    // Entries with index 0 that are not u8 are data, so every definition comes after them.
+    let mut start = items
+        .iter()
+        .rposition(|it| {
+            it.namespace_index == 0
+                && !matches!(
+                    it.value,
+                    ItemValue::Value(Value::U8(_)) | ItemValue::Namespace(_)
+                )
+        })
+        .map_or(0, |j| j + 1);
+    // A u8 with index 0 that breaks the 1, 2, 3, … sequence means the earlier candidates
+    // were data rows; restart the sequence there.
+    'retry: loop {
+        let mut count = 0u8;
+        for (i, it) in items.iter().enumerate().skip(start) {
+            if it.namespace_index != 0 {
+                continue;
+            }
+            if as_def(it, count) {
+                count = count.wrapping_add(1);
+            } else if count > 0 {
+                start = i;
+                continue 'retry;
+            }
+        }
+        break;
+    }
+    let mut names = HashMap::new();
+    let mut count = 0u8;
+    for (i, it) in items.iter_mut().enumerate() {
+        if it.namespace_index == 0 && i >= start && as_def(it, count) {
+            count = count.wrapping_add(1);
+            it.value = ItemValue::Namespace(count);
+            names.insert(count, it.key.clone());
+        }
+    }
+    names
 }
 
 fn string_value(data: Vec<u8>) -> Value {
@@ -371,13 +416,16 @@ impl DecodedImage {
                         Value::U64(x) => ("u64", x.to_string()),
                         Value::I64(x) => ("i64", x.to_string()),
                         Value::Str(s) => ("string", s.clone()),
-                        Value::RawStr(b) => match std::str::from_utf8(b) {
-                            Ok(s) => ("STRING", s.to_owned()),
-                            Err(_) => {
-                                warnings.push(format!("string `{}` is not UTF-8 and cannot be written to the generator's CSV; left out", it.key));
-                                continue;
+                        Value::RawStr(b) => {
+                            if let Ok(s) = std::str::from_utf8(b) {
+                                ("STRING", s.to_owned())
+                            } else {
+                                {
+                                    warnings.push(format!("string `{}` is not UTF-8 and cannot be written to the generator's CSV; left out", it.key));
+                                    continue;
+                                }
                             }
-                        },
+                        }
                         Value::Blob(b) => (
                             "base64",
                             base64::engine::general_purpose::STANDARD.encode(b),
@@ -393,9 +441,9 @@ impl DecodedImage {
             // ap.pmk_info generated for the next row: skip it.
             if it.key == "ap.pmk_info" {
                 if let Some(next) = self.items.get(i + 1) {
-                    if let Some(v) = ap_after(&ap, next) {
-                        if let (Some(s), Some(p), Some(_)) = (&v[0], &v[1], &v[2]) {
-                            if it.value == ItemValue::Value(Value::Blob(pmk_info(p, s))) {
+                    if let Some([Some(s), Some(p), Some(_)]) = ap_after(&ap, next) {
+                        {
+                            if it.value == ItemValue::Value(Value::Blob(pmk_info(&p, &s))) {
                                 continue;
                             }
                         }

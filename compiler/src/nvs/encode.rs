@@ -56,7 +56,8 @@ impl NvsBuilder {
             options,
             read_only,
             pages_left: if read_only { pages } else { pages - 1 },
-            image: Vec::with_capacity(PAGE_SIZE * 4),
+            // finish() grows the image to the full size anyway: allocate once.
+            image: Vec::with_capacity(pages * PAGE_SIZE),
             used: 0,
             namespace_count: 0,
             namespaces: HashMap::new(),

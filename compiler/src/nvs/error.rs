@@ -405,19 +405,23 @@ pub enum NvsErrorKind {
 impl NvsErrorKind {
     /// Attaches a location to this error.
     pub fn at(self, location: Location) -> NvsError {
-        NvsError {
-            kind: Box::new(self),
+        NvsError(Box::new(Inner {
+            kind: self,
             location: Some(location),
             source_code: None,
             span: None,
-        }
+        }))
     }
 }
 
 /// An NVS error with its location (entry index or CSV line) and, for CSV input, the source line.
+/// (Boxed: results stay one pointer wide.)
 #[derive(Debug)]
-pub struct NvsError {
-    kind: Box<NvsErrorKind>,
+pub struct NvsError(Box<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    kind: NvsErrorKind,
     location: Option<Location>,
     source_code: Option<NamedSource<String>>,
     span: Option<SourceSpan>,
@@ -426,17 +430,17 @@ pub struct NvsError {
 impl NvsError {
     /// What went wrong.
     pub fn kind(&self) -> &NvsErrorKind {
-        &self.kind
+        &self.0.kind
     }
 
     /// Where, when known.
     pub fn location(&self) -> Option<&Location> {
-        self.location.as_ref()
+        self.0.location.as_ref()
     }
 
     /// The 1-based CSV line of the row that failed, for CSV input.
     pub fn csv_line(&self) -> Option<usize> {
-        match self.location {
+        match self.0.location {
             Some(Location::Line { line, .. }) => Some(line),
             _ => None,
         }
@@ -444,7 +448,7 @@ impl NvsError {
 
     /// The 0-based index of the builder call that failed, for the builder API.
     pub fn entry_index(&self) -> Option<usize> {
-        match self.location {
+        match self.0.location {
             Some(Location::Entry(i)) => Some(i),
             _ => None,
         }
@@ -452,53 +456,53 @@ impl NvsError {
 
     /// Attaches the CSV text and the byte span of the failing row.
     pub(crate) fn with_source(mut self, source: NamedSource<String>, span: SourceSpan) -> Self {
-        self.source_code = Some(source);
-        self.span = Some(span);
+        self.0.source_code = Some(source);
+        self.0.span = Some(span);
         self
     }
 }
 
 impl From<NvsErrorKind> for NvsError {
     fn from(kind: NvsErrorKind) -> Self {
-        Self {
-            kind: Box::new(kind),
+        Self(Box::new(Inner {
+            kind,
             location: None,
             source_code: None,
             span: None,
-        }
+        }))
     }
 }
 
 impl fmt::Display for NvsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.location {
-            Some(loc) => write!(f, "{loc}: {}", self.kind),
-            None => write!(f, "{}", self.kind),
+        match &self.0.location {
+            Some(loc) => write!(f, "{loc}: {}", self.0.kind),
+            None => write!(f, "{}", self.0.kind),
         }
     }
 }
 
 impl std::error::Error for NvsError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        std::error::Error::source(&*self.kind)
+        std::error::Error::source(&self.0.kind)
     }
 }
 
 impl Diagnostic for NvsError {
     fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.kind.code()
+        self.0.kind.code()
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.kind.help()
+        self.0.kind.help()
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {
-        self.source_code.as_ref().map(|s| s as &dyn SourceCode)
+        self.0.source_code.as_ref().map(|s| s as &dyn SourceCode)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        let span = self.span?;
+        let span = self.0.span?;
         Some(Box::new(std::iter::once(LabeledSpan::new_with_span(
             Some("this row".into()),
             span,

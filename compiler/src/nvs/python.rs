@@ -39,6 +39,11 @@ pub fn py_strip_bytes(b: &[u8]) -> &[u8] {
 /// `int(text)` for a `str`: Unicode whitespace is allowed around the literal.
 /// (Python also accepts non-ASCII decimal digits; we do not — a documented divergence.)
 pub fn int_from_str(s: &str) -> PyInt {
+    if s.bytes()
+        .all(|b| b.is_ascii() && !(0x1c..=0x1f).contains(&b))
+    {
+        return parse_radix_literal(s.as_bytes(), 10, false);
+    }
     let mut ascii = Vec::with_capacity(s.len());
     for c in s.chars() {
         if is_py_space(c) {

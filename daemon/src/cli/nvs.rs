@@ -167,7 +167,7 @@ pub fn run(args: NvsArgs, global: &GlobalOpts) -> miette::Result<ExitCode> {
                 &format!("Created NVS binary: ===> {}", out.display()),
             );
         }
-        NvsCommand::Encrypt(a) => encrypt(a, global)?,
+        NvsCommand::Encrypt(a) => encrypt(&a, global)?,
         NvsCommand::Decrypt(a) => {
             for p in [&a.input, &a.key] {
                 check_bin_ext(&p.to_string_lossy())?;
@@ -231,7 +231,7 @@ fn build_image(a: &ImageArgs) -> miette::Result<(PathBuf, Vec<u8>)> {
     Ok((out, image))
 }
 
-fn encrypt(a: EncryptArgs, global: &GlobalOpts) -> miette::Result<()> {
+fn encrypt(a: &EncryptArgs, global: &GlobalOpts) -> miette::Result<()> {
     if !a.keygen && a.inputkey.is_none() {
         return Err(miette!(
             code = "espfleet::nvs::key_missing",
@@ -248,9 +248,10 @@ fn encrypt(a: EncryptArgs, global: &GlobalOpts) -> miette::Result<()> {
         None
     };
     let (out, mut image) = build_image(&a.image)?;
-    let key = match key {
-        Some(k) => k,
-        None => {
+    let key = if let Some(k) = key {
+        k
+    } else {
+        {
             // Like the generator: keys go to <outdir>/keys/, where outdir is dropped for an
             // absolute OUTPUT path.
             let outdir = if Path::new(&a.image.args[a.image.args.len() - 2]).is_absolute() {
@@ -417,4 +418,112 @@ fn dump(a: &DumpArgs) -> miette::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct TestCli {
+        #[command(subcommand)]
+        command: NvsCommand,
+    }
+
+    fn run_args(args: &[&str]) -> miette::Result<ExitCode> {
+        let cli = TestCli::try_parse_from(std::iter::once("nvs").chain(args.iter().copied()))
+            .map_err(|e| miette!("{e}"))?;
+        let global = GlobalOpts {
+            quiet: true,
+            verbose: 0,
+            color: super::super::ColorChoice::Never,
+        };
+        run(
+            NvsArgs {
+                command: cli.command,
+            },
+            &global,
+        )
+    }
+
+    #[test]
+    fn nothing_is_written_on_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("in.csv");
+        std::fs::write(
+            &csv,
+            "key,type,encoding,value\nns,namespace,,\nk,data,u8,300\n",
+        )
+        .unwrap();
+        let out = dir.path().join("out.bin");
+        let err = run_args(&[
+            "generate",
+            csv.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "0x3000",
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("out of range"), "{err}");
+        assert!(!out.exists());
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary files left"
+        );
+    }
+
+    #[test]
+    fn encrypt_with_inputkey_decrypt_and_dump() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+        std::fs::write(
+            d("in.csv"),
+            "key,type,encoding,value\nns,namespace,,\ns,data,string,hello\nb,data,hex2bin,00ff\n",
+        )
+        .unwrap();
+        run_args(&["generate-key", "--keyfile", "k.bin", "--outdir", &d("")]).unwrap();
+        let keys = std::fs::read(d("keys/k.bin")).unwrap();
+        assert_eq!(keys.len(), 4096);
+        assert_eq!(
+            &keys[64..68],
+            &espfleet_compiler::nvs::crc::crc32(&keys[..64]).to_le_bytes()
+        );
+        run_args(&["generate", &d("in.csv"), &d("plain.bin"), "0x3000"]).unwrap();
+        run_args(&[
+            "encrypt",
+            &d("in.csv"),
+            &d("enc.bin"),
+            "0x3000",
+            "--inputkey",
+            &d("keys/k.bin"),
+        ])
+        .unwrap();
+        run_args(&["decrypt", &d("enc.bin"), &d("keys/k.bin"), &d("dec.bin")]).unwrap();
+        let plain = std::fs::read(d("plain.bin")).unwrap();
+        assert_ne!(std::fs::read(d("enc.bin")).unwrap(), plain);
+        assert_eq!(std::fs::read(d("dec.bin")).unwrap(), plain);
+    }
+
+    #[test]
+    fn output_paths_follow_the_generator() {
+        assert_eq!(
+            target_path(Some(Path::new("out")), "x").unwrap(),
+            PathBuf::from("out/x.bin")
+        );
+        assert_eq!(
+            target_path(Some(Path::new("out")), "/abs/x.bin").unwrap(),
+            PathBuf::from("/abs/x.bin")
+        );
+        assert!(target_path(None, "x.txt").is_err());
+        assert!(check_bin_ext("image").is_err());
+    }
+
+    #[test]
+    fn default_keyfile_name_has_the_generator_shape() {
+        let n = default_keyfile_name();
+        assert_eq!(n.len(), "keys-MM-DD_HH-MM.bin".len(), "{n}");
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_413), (2025, 11, 21));
+    }
 }

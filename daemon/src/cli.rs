@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod build;
+mod cache;
 mod check;
 mod nvs;
 mod partitions;
@@ -76,6 +77,8 @@ enum Command {
     Schema(schema::SchemaArgs),
     /// Generate, encrypt, decrypt and dump NVS partition images (a drop-in for esp-idf-nvs-partition-gen).
     Nvs(nvs::NvsArgs),
+    /// Show, trim or empty the content-addressed image cache.
+    Cache(cache::CacheArgs),
 }
 
 /// Entry point of the `espfleet` binary: parse arguments, set up diagnostics and logging, run.
@@ -88,6 +91,7 @@ pub fn main() -> ExitCode {
         Command::Partitions(args) => partitions::run(args, &cli.global),
         Command::Schema(args) => schema::run(args, &cli.global),
         Command::Nvs(args) => nvs::run(args, &cli.global),
+        Command::Cache(args) => cache::run(args, &cli.global),
     };
     match result {
         Ok(code) => code,

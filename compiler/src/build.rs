@@ -266,20 +266,36 @@ pub fn emit_with(
     cache: Option<&Cache>,
     on_event: &(dyn Fn(JobEvent) + Sync),
 ) -> Result<Vec<Image>, Diagnostics> {
+    emit_keyed(plan, jobs, cache, on_event).map(|(images, _)| images)
+}
+
+/// [`emit_with`], also returning the cache key of every job in output order (each job's
+/// images follow one another in that order): what a [`crate::cache::Record`] stores.
+pub fn emit_keyed(
+    plan: &Plan,
+    jobs: Jobs,
+    cache: Option<&Cache>,
+    on_event: &(dyn Fn(JobEvent) + Sync),
+) -> Result<(Vec<Image>, Vec<CacheKey>), Diagnostics> {
     let list = job_list(plan);
-    let run = |job: &Job| {
+    let key_of = |job: &Job| job.key(plan).finish();
+    let mut keys: Vec<CacheKey> = match jobs {
+        Jobs::Parallel => list.par_iter().map(key_of).collect(),
+        Jobs::Sequential => list.iter().map(key_of).collect(),
+    };
+    let run = |(job, key): (&Job, &CacheKey)| {
         cached(
             plan,
             job.label(plan),
-            job.key(plan).finish(),
+            *key,
             || job.emit(plan),
             cache,
             on_event,
         )
     };
     let results: Vec<Result<Vec<Image>, ManifestError>> = match jobs {
-        Jobs::Parallel => list.par_iter().map(run).collect(),
-        Jobs::Sequential => list.iter().map(run).collect(),
+        Jobs::Parallel => list.par_iter().zip(keys.par_iter()).map(run).collect(),
+        Jobs::Sequential => list.iter().zip(keys.iter()).map(run).collect(),
     };
     let mut diags = Diagnostics::new(plan.manifest.display().to_string());
     let mut images = Vec::new();
@@ -299,10 +315,12 @@ pub fn emit_with(
     };
     let mut flashed: Vec<&Image> = images.iter().filter(|i| i.offset.is_some()).collect();
     flashed.sort_by_key(|i| registration_rank(&i.name));
+    let args_key = flash_args_key(plan, &flashed).finish();
+    keys.push(args_key);
     let mut derived = cached(
         plan,
         "flash-args".to_owned(),
-        flash_args_key(plan, &flashed).finish(),
+        args_key,
         || Ok(flash_args_images(plan, &flashed)),
         cache,
         on_event,
@@ -311,11 +329,13 @@ pub fn emit_with(
     // A factory image needs the firmware: without bootloader and app it would not boot.
     let has = |n: &str| flashed.iter().any(|i| i.name == n);
     if has("bootloader") && has("app") {
+        let key = factory_key(plan, &flashed).finish();
+        keys.push(key);
         derived.extend(
             cached(
                 plan,
                 "factory".to_owned(),
-                factory_key(plan, &flashed).finish(),
+                key,
                 || factory_images(plan, &flashed),
                 cache,
                 on_event,
@@ -324,7 +344,7 @@ pub fn emit_with(
         );
     }
     images.extend(derived);
-    Ok(images)
+    Ok((images, keys))
 }
 
 /// The independent jobs of `plan`, in output order.

@@ -42,11 +42,16 @@
 //! same bytes). A read that fails verification removes the entry and reports
 //! [`Lookup::Corrupt`]; the caller rebuilds. Entries holding private keys are mode 0600 and
 //! directories 0700. An entry's modification time is its last use, for [`Cache::gc`].
+//!
+//! `DIR/records-v1/` holds one [`Record`] per built manifest: the fast path of a warm build
+//! (see [`record`]).
 
 pub mod key;
+pub mod record;
 pub mod store;
 
 pub use key::{CacheKey, KEY_FORMAT, KeyBuilder};
+pub use record::Record;
 pub use store::{Cache, CacheError, Lookup, Stats};
 
 /// What happened to one emit job.

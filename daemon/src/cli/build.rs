@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use espfleet_compiler::build::{self, Image, Jobs};
-use espfleet_compiler::cache::{Cache, JobEvent, Outcome};
+use espfleet_compiler::cache::{Cache, JobEvent, Outcome, Record};
 use espfleet_compiler::manifest::{self, Plan};
 use espfleet_compiler::output::write_atomic;
 use rayon::prelude::*;
@@ -69,8 +69,30 @@ pub struct BuildArgs {
 /// One built manifest.
 struct Built {
     file: PathBuf,
-    plan: Plan,
+    name: String,
     images: Vec<Image>,
+}
+
+/// A manifest after the first stage: up to date (its record's images), or resolved.
+enum Loaded {
+    /// Every input unchanged since the recorded build: the images, and the files read.
+    Current {
+        name: String,
+        inputs: Vec<PathBuf>,
+        images: Vec<Image>,
+    },
+    /// Resolved (or failed to).
+    Resolved(Result<(Plan, manifest::Diagnostics), manifest::Diagnostics>),
+}
+
+impl Loaded {
+    fn inputs(&self) -> Vec<&Path> {
+        match self {
+            Loaded::Current { inputs, .. } => inputs.iter().map(PathBuf::as_path).collect(),
+            Loaded::Resolved(Ok((plan, _))) => plan.files.0.keys().map(PathBuf::as_path).collect(),
+            Loaded::Resolved(Err(_)) => Vec::new(),
+        }
+    }
 }
 
 /// Cache outcome counters, shared by the build threads.
@@ -80,6 +102,8 @@ struct Counters {
     miss: AtomicU64,
     corrupt: AtomicU64,
     uncached: AtomicU64,
+    /// Manifests taken whole from their record.
+    current: AtomicU64,
 }
 
 impl Counters {
@@ -152,8 +176,22 @@ pub fn run(args: BuildArgs, global: &GlobalOpts) -> miette::Result<ExitCode> {
     let counters = Counters::default();
     let on_event = |e: JobEvent| counters.count(&e);
 
-    // Resolve every manifest, then drop the bases: files another manifest of the build extends.
-    let load = |path: &PathBuf| manifest::load(path);
+    // Resolve every manifest (or take its images when nothing it read changed), then drop the
+    // bases: files another manifest of the build extends.
+    let load = |path: &PathBuf| {
+        if let Some(c) = &cache {
+            if let Some(r) = c.record(path) {
+                if let Some(images) = c.record_images(&r) {
+                    return Loaded::Current {
+                        name: r.name,
+                        inputs: r.inputs.into_iter().map(|(p, _)| p).collect(),
+                        images,
+                    };
+                }
+            }
+        }
+        Loaded::Resolved(manifest::load(path))
+    };
     let loaded: Vec<_> = pool.install(|| match jobs {
         Jobs::Parallel => files.par_iter().map(load).collect(),
         Jobs::Sequential => files.iter().map(load).collect(),
@@ -161,17 +199,36 @@ pub fn run(args: BuildArgs, global: &GlobalOpts) -> miette::Result<ExitCode> {
     let bases = bases(&files, &loaded);
     let mut failed = 0usize;
     let mut todo = Vec::new();
+    let mut done = Vec::new();
     for (file, r) in files.iter().zip(loaded) {
         if bases.contains(file) {
             progress.inc();
             continue;
         }
+        let r = match r {
+            Loaded::Current {
+                name,
+                inputs: _,
+                images,
+            } => {
+                progress.inc();
+                counters.current.fetch_add(1, Ordering::Relaxed);
+                done.push(Built {
+                    file: file.clone(),
+                    name,
+                    images,
+                });
+                continue;
+            }
+            Loaded::Resolved(r) => r,
+        };
         match r {
             Ok((plan, warnings)) => {
-                if !warnings.errors.is_empty() {
+                let clean = warnings.errors.is_empty();
+                if !clean {
                     progress.suspend(|| eprintln!("{:?}", miette::Report::new(warnings)));
                 }
-                todo.push((file.clone(), plan));
+                todo.push((file.clone(), plan, clean));
             }
             Err(diags) => {
                 failed += 1;
@@ -181,17 +238,27 @@ pub fn run(args: BuildArgs, global: &GlobalOpts) -> miette::Result<ExitCode> {
         }
     }
 
-    let emit = |(file, plan): (PathBuf, Plan)| {
-        let r = build::emit_with(&plan, jobs, cache.as_ref(), &on_event);
+    let emit = |(file, plan, clean): (PathBuf, Plan, bool)| {
+        let r = build::emit_keyed(&plan, jobs, cache.as_ref(), &on_event);
         progress.inc();
-        r.map(|images| Built { file, plan, images })
+        r.map(|(images, keys)| {
+            // Warnings are not recorded: a manifest that has them resolves again next time.
+            if let (Some(c), true) = (&cache, clean) {
+                c.put_record(&file, &Record::new(&plan.name, &plan.files, &keys));
+            }
+            Built {
+                file,
+                name: plan.name,
+                images,
+            }
+        })
     };
     let results: Vec<_> = pool.install(|| match jobs {
         Jobs::Parallel => todo.into_par_iter().map(emit).collect(),
         Jobs::Sequential => todo.into_iter().map(emit).collect(),
     });
     progress.finish();
-    let mut built = Vec::new();
+    let mut built = done;
     for r in results {
         match r {
             Ok(b) => built.push(b),
@@ -201,14 +268,17 @@ pub fn run(args: BuildArgs, global: &GlobalOpts) -> miette::Result<ExitCode> {
             }
         }
     }
+    // Discovery order, whichever path a manifest took.
+    let order: BTreeMap<&PathBuf, usize> = files.iter().enumerate().map(|(i, f)| (f, i)).collect();
+    built.sort_by_key(|b| order[&b.file]);
     let mut names: BTreeMap<&str, &Path> = BTreeMap::new();
     for b in &built {
-        if let Some(other) = names.insert(&b.plan.name, &b.file) {
+        if let Some(other) = names.insert(&b.name, &b.file) {
             eprintln!(
                 "error: {} and {} are both named `{}` and would write the same directory",
                 other.display(),
                 b.file.display(),
-                b.plan.name
+                b.name
             );
             failed += 1;
         }
@@ -242,7 +312,7 @@ pub fn run(args: BuildArgs, global: &GlobalOpts) -> miette::Result<ExitCode> {
         }
     }
 
-    let write_all = |b: &Built| write_changed(&args.out.join(&b.plan.name), &b.images);
+    let write_all = |b: &Built| write_changed(&args.out.join(&b.name), &b.images);
     let written: Vec<std::io::Result<usize>> = pool.install(|| match jobs {
         Jobs::Parallel => built.par_iter().map(write_all).collect(),
         Jobs::Sequential => built.iter().map(write_all).collect(),
@@ -253,7 +323,7 @@ pub fn run(args: BuildArgs, global: &GlobalOpts) -> miette::Result<ExitCode> {
             miette::miette!(
                 code = "espfleet::cli::write_failed",
                 "writing {}: {e}",
-                args.out.join(&b.plan.name).display()
+                args.out.join(&b.name).display()
             )
         })?;
         changed_files += n;
@@ -261,7 +331,7 @@ pub fn run(args: BuildArgs, global: &GlobalOpts) -> miette::Result<ExitCode> {
             println!(
                 "built  {}  →  {}  ({} files)",
                 b.file.display(),
-                args.out.join(&b.plan.name).display(),
+                args.out.join(&b.name).display(),
                 b.images.len()
             );
         }
@@ -299,8 +369,9 @@ pub fn run(args: BuildArgs, global: &GlobalOpts) -> miette::Result<ExitCode> {
     if !global.quiet {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut line = format!(
-            "{} manifest(s), {} image(s): {} job(s) from cache, {} built",
+            "{} manifest(s) ({} unchanged), {} image(s): {} job(s) from cache, {} built",
             built.len(),
+            load(&counters.current),
             built.iter().map(|b| b.images.len()).sum::<usize>(),
             load(&counters.hit),
             load(&counters.miss) + load(&counters.corrupt) + load(&counters.uncached),
@@ -318,15 +389,12 @@ pub fn run(args: BuildArgs, global: &GlobalOpts) -> miette::Result<ExitCode> {
 
 /// Discovered manifests that another successfully loaded manifest of the build extends (its
 /// plan read the file).
-fn bases(
-    files: &[PathBuf],
-    loaded: &[Result<(Plan, manifest::Diagnostics), manifest::Diagnostics>],
-) -> BTreeSet<PathBuf> {
+fn bases(files: &[PathBuf], loaded: &[Loaded]) -> BTreeSet<PathBuf> {
     let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let mut extended = BTreeSet::new();
-    for (plan, _) in loaded.iter().flatten() {
-        let own = canon(&plan.manifest);
-        for path in plan.files.0.keys() {
+    for (file, l) in files.iter().zip(loaded) {
+        let own = canon(file);
+        for path in l.inputs() {
             if path.extension().is_some_and(|e| e == "kdl") {
                 let c = canon(path);
                 if c != own {
@@ -391,9 +459,9 @@ fn report_json(out: &Path, built: &[Built]) -> String {
                 })
                 .collect();
             serde_json::json!({
-                "name": b.plan.name,
+                "name": b.name,
                 "manifest": b.file.display().to_string().replace('\\', "/"),
-                "dir": out.join(&b.plan.name).display().to_string().replace('\\', "/"),
+                "dir": out.join(&b.name).display().to_string().replace('\\', "/"),
                 "images": images,
             })
         })
@@ -429,7 +497,7 @@ impl Lock {
                         .iter()
                         .map(|i| (i.path.clone(), blake3_hex(&i.bytes)))
                         .collect();
-                    (b.plan.name.clone(), images)
+                    (b.name.clone(), images)
                 })
                 .collect(),
         }

@@ -222,3 +222,39 @@ fn locked_build_fails_with_a_readable_diff_and_writes_nothing() {
     ok(&espfleet(&src, &args[..5], &[]));
     ok(&espfleet(&src, &args, &[]));
 }
+
+#[test]
+fn unchanged_manifests_skip_resolving_and_changed_ones_rebuild() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = checkout(tmp.path(), "src");
+    let args = ["build", "fleet", "--out", "out", "--cache-dir", "cache", "--no-lock"];
+    ok(&espfleet(&src, &args, &[]));
+    let before = tree(&src.join("out"));
+    let warm = espfleet(&src, &args, &[]);
+    ok(&warm);
+    let err = String::from_utf8_lossy(&warm.stderr);
+    assert!(err.contains("3 manifest(s) (3 unchanged)"), "{err}");
+    assert!(err.contains("0 file(s) written"), "{err}");
+    std::fs::copy(
+        repo().join("compiler/tests/data/fleet/bench-02-renewed.crt"),
+        src.join("fleet/pki/bench-02.crt"),
+    )
+    .unwrap();
+    let after = espfleet(&src, &args, &[]);
+    ok(&after);
+    let err = String::from_utf8_lossy(&after.stderr);
+    assert!(err.contains("3 manifest(s) (2 unchanged)"), "{err}");
+    let after = tree(&src.join("out"));
+    let changed: Vec<&String> = before
+        .keys()
+        .filter(|k| before[*k] != after[*k])
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            "bench-02/customized_partitions/mfg_nvs.bin",
+            "bench-02/factory/factory_WROOM-32.bin",
+            "bench-02/factory/factory_WROOM-32_unfilled.bin"
+        ]
+    );
+}

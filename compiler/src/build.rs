@@ -5,12 +5,18 @@
 //! Emitting is pure: every input byte was read while resolving. Independent images are built in
 //! parallel with rayon and collected in a fixed order, so the output never depends on timing;
 //! [`Jobs::Sequential`] takes the same path on one thread.
+//!
+//! Every [`Job`] says what it depends on ([`Job::key`], a [`KeyBuilder`] description of the
+//! resolved values and file bytes it reads) next to how it emits; [`emit_with`] uses that key to
+//! take the job's images from a [`Cache`] instead of emitting them. The key of each job is
+//! documented in [`crate::cache`].
 
 use std::path::Path;
 use std::sync::Arc;
 
 use rayon::prelude::*;
 
+use crate::cache::{Cache, CacheKey, JobEvent, KeyBuilder, Lookup, Outcome};
 use crate::esp_at::flasher_args::{FlashPart, FlasherArgs};
 use crate::esp_at::release::ReleaseFormats as _;
 use crate::esp_at::{ble_data, factory_param, merged, mfg_nvs, pki};
@@ -46,49 +52,303 @@ pub enum Jobs {
     Sequential,
 }
 
-/// A unit of emission whose result does not depend on any other.
-#[derive(Debug, Clone)]
-enum Job {
+/// A unit of emission whose result does not depend on any other job's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    /// The primary partition table.
     PartitionTable,
+    /// The at_customize table.
     AtCustomize,
+    /// Era B: the mfg_nvs NVS image (PKI, factory parameters, BLE table).
     MfgNvs,
+    /// Era A: `factory_param.bin`.
     FactoryParam,
+    /// Era A: one PKI partition (index into [`Plan::pki`]).
     Pki(usize),
+    /// Era A: `ble_data.bin`.
     BleData,
-    UserPartition { primary: bool, row: usize },
+    /// A partition filled from a user file (row index of the primary or at_customize table).
+    UserPartition {
+        /// In the primary table (else at_customize).
+        primary: bool,
+        /// Row index.
+        row: usize,
+    },
+    /// A firmware part (index into [`Plan::firmware`]).
     Firmware(usize),
+}
+
+impl Job {
+    /// Kind and subject, for progress and `--verbose` output.
+    pub fn label(&self, plan: &Plan) -> String {
+        match *self {
+            Job::PartitionTable => "partition-table".to_owned(),
+            Job::AtCustomize => "at_customize".to_owned(),
+            Job::MfgNvs => "mfg_nvs".to_owned(),
+            Job::FactoryParam => "factory_param".to_owned(),
+            Job::Pki(i) => format!("pki {}", plan.pki[i].name),
+            Job::BleData => "ble_data".to_owned(),
+            Job::UserPartition { primary, row } => {
+                let t = if primary {
+                    &plan.partition_table
+                } else {
+                    &plan.at_customize
+                };
+                format!("partition {}", t.rows[row].name)
+            }
+            Job::Firmware(i) => format!("firmware {}", plan.firmware[i].name),
+        }
+    }
+
+    /// What the job's images depend on: the cache key description (see [`crate::cache`] for
+    /// the table). Paths never enter it, only the bytes of the files the job reads.
+    pub fn key(&self, plan: &Plan) -> KeyBuilder {
+        let offset_of = |table: &crate::manifest::plan::TablePlan, name: &str| {
+            table.partition(name).map(|p| i64::from(p.offset))
+        };
+        match *self {
+            Job::PartitionTable | Job::AtCustomize => {
+                let primary = *self == Job::PartitionTable;
+                let table = if primary {
+                    &plan.partition_table
+                } else {
+                    &plan.at_customize
+                };
+                let mut k = KeyBuilder::new(if primary {
+                    "partition-table"
+                } else {
+                    "at_customize"
+                });
+                k.int("offset", i64::from(table.offset))
+                    .flag("md5", !primary);
+                for p in table.layout.iter().flat_map(|l| l.partitions()) {
+                    k.str("name", &p.name)
+                        .int("type", i64::from(p.ty))
+                        .int("subtype", i64::from(p.subtype))
+                        .int("offset", i64::from(p.offset))
+                        .int("size", i64::from(p.size))
+                        .int("flags", i64::from(p.flags.bits()));
+                }
+                k
+            }
+            Job::MfgNvs => {
+                let mut k = KeyBuilder::new("mfg_nvs");
+                let part = plan.at_customize.partition("mfg_nvs");
+                k.opt_int("offset", part.map(|p| i64::from(p.offset)))
+                    .opt_int("size", part.map(|p| i64::from(p.size)))
+                    .json("release", &plan.release)
+                    .json("nvs_pages", &plan.nvs_pages);
+                for p in &plan.pki {
+                    k.str("pki.name", &p.name)
+                        .json("pki.kind", &p.role)
+                        .int("pki.count", p.files.len() as i64);
+                    for f in &p.files {
+                        k.bytes("pki.file", &bytes_of(plan, f));
+                    }
+                }
+                k.json("factory", &plan.factory);
+                match &plan.ble {
+                    Some(b) => k.json("ble", b),
+                    None => k.bytes("ble", &[]),
+                };
+                k
+            }
+            Job::FactoryParam => {
+                let mut k = KeyBuilder::new("factory_param");
+                k.opt_int("offset", offset_of(&plan.at_customize, "factory_param"))
+                    .json("release", &plan.release)
+                    .json("factory", &plan.factory);
+                k
+            }
+            Job::Pki(i) => {
+                let p = &plan.pki[i];
+                let mut k = KeyBuilder::new("pki");
+                k.str("name", &p.name)
+                    .json("release", &plan.release)
+                    .json("kind", &p.role)
+                    .opt_int("offset", offset_of(&plan.at_customize, &p.name));
+                for f in &p.files {
+                    k.bytes("file", &bytes_of(plan, f));
+                }
+                k
+            }
+            Job::BleData => {
+                let mut k = KeyBuilder::new("ble_data");
+                k.opt_int("offset", offset_of(&plan.at_customize, "ble_data"));
+                if let Some(b) = &plan.ble {
+                    k.json("columns", &b.table.columns)
+                        .json("rows", &b.table.rows);
+                }
+                k
+            }
+            Job::UserPartition { primary, row } => {
+                let table = if primary {
+                    &plan.partition_table
+                } else {
+                    &plan.at_customize
+                };
+                let r = &table.rows[row];
+                let mut k = KeyBuilder::new("user-partition");
+                k.flag("primary", primary)
+                    .str("name", &r.name)
+                    .opt_int("offset", offset_of(table, &r.name));
+                if let Some(f) = &r.file {
+                    k.bytes("file", &bytes_of(plan, f));
+                }
+                k
+            }
+            Job::Firmware(i) => {
+                let part = &plan.firmware[i];
+                let mut k = KeyBuilder::new("firmware");
+                k.str("name", &part.name)
+                    .int("offset", i64::from(part.offset))
+                    .bytes("file", &bytes_of(plan, &part.file));
+                k
+            }
+        }
+    }
+
+    /// Emits the job's images (pure).
+    pub fn emit(&self, plan: &Plan) -> Result<Vec<Image>, ManifestError> {
+        emit_one(plan, self).map(|o| o.into_iter().collect())
+    }
+}
+
+/// Runs one job through the cache: a verified hit is used as is; a miss or a corrupt entry is
+/// emitted and stored. A failed store only costs the next build a miss.
+fn cached(
+    plan: &Plan,
+    label: String,
+    key: CacheKey,
+    emit: impl FnOnce() -> Result<Vec<Image>, ManifestError>,
+    cache: Option<&Cache>,
+    on_event: &(dyn Fn(JobEvent) + Sync),
+) -> Result<Vec<Image>, ManifestError> {
+    let outcome = match cache.map(|c| c.get(&key)) {
+        Some(Lookup::Hit(images)) => {
+            on_event(JobEvent {
+                manifest: plan.name.clone(),
+                job: label,
+                key,
+                outcome: Outcome::Hit,
+            });
+            return Ok(images);
+        }
+        Some(Lookup::Miss) => Outcome::Miss,
+        Some(Lookup::Corrupt(_)) => Outcome::Corrupt,
+        None => Outcome::Uncached,
+    };
+    let images = emit()?;
+    if let Some(c) = cache {
+        let _ = c.put(&key, &images);
+    }
+    on_event(JobEvent {
+        manifest: plan.name.clone(),
+        job: label,
+        key,
+        outcome,
+    });
+    Ok(images)
 }
 
 /// Emits every image of `plan`: the independent ones (in parallel unless `jobs` says not), then
 /// the files made from them (flash arguments and the merged factory image).
 pub fn emit(plan: &Plan, jobs: Jobs) -> Result<Vec<Image>, Diagnostics> {
+    emit_with(plan, jobs, None, &|_| {})
+}
+
+/// [`emit`] through a cache: each job's images come from `cache` when its key is there, and
+/// `on_event` hears about every job (hit, miss, corrupt entry) as it finishes. The images and
+/// their order are the same with or without a cache.
+pub fn emit_with(
+    plan: &Plan,
+    jobs: Jobs,
+    cache: Option<&Cache>,
+    on_event: &(dyn Fn(JobEvent) + Sync),
+) -> Result<Vec<Image>, Diagnostics> {
+    emit_keyed(plan, jobs, cache, on_event).map(|(images, _)| images)
+}
+
+/// [`emit_with`], also returning the cache key of every job in output order (each job's
+/// images follow one another in that order): what a [`crate::cache::Record`] stores.
+pub fn emit_keyed(
+    plan: &Plan,
+    jobs: Jobs,
+    cache: Option<&Cache>,
+    on_event: &(dyn Fn(JobEvent) + Sync),
+) -> Result<(Vec<Image>, Vec<CacheKey>), Diagnostics> {
     let list = job_list(plan);
-    let run = |job: &Job| emit_one(plan, job);
-    let results: Vec<Result<Option<Image>, ManifestError>> = match jobs {
-        Jobs::Parallel => list.par_iter().map(run).collect(),
-        Jobs::Sequential => list.iter().map(run).collect(),
+    let key_of = |job: &Job| job.key(plan).finish();
+    let mut keys: Vec<CacheKey> = match jobs {
+        Jobs::Parallel => list.par_iter().map(key_of).collect(),
+        Jobs::Sequential => list.iter().map(key_of).collect(),
+    };
+    let run = |(job, key): (&Job, &CacheKey)| {
+        cached(
+            plan,
+            job.label(plan),
+            *key,
+            || job.emit(plan),
+            cache,
+            on_event,
+        )
+    };
+    let results: Vec<Result<Vec<Image>, ManifestError>> = match jobs {
+        Jobs::Parallel => list.par_iter().zip(keys.par_iter()).map(run).collect(),
+        Jobs::Sequential => list.iter().zip(keys.iter()).map(run).collect(),
     };
     let mut diags = Diagnostics::new(plan.manifest.display().to_string());
     let mut images = Vec::new();
     for r in results {
         match r {
-            Ok(Some(img)) => images.push(img),
-            Ok(None) => {}
+            Ok(img) => images.extend(img),
             Err(e) => diags.push(e),
         }
     }
     if diags.has_errors() {
         return Err(diags);
     }
-    images.extend(derived_images(plan, &images).map_err(|e| {
+    let fail = |e| {
         let mut d = Diagnostics::new(plan.manifest.display().to_string());
         d.push(e);
         d
-    })?);
-    Ok(images)
+    };
+    let mut flashed: Vec<&Image> = images.iter().filter(|i| i.offset.is_some()).collect();
+    flashed.sort_by_key(|i| registration_rank(&i.name));
+    let args_key = flash_args_key(plan, &flashed).finish();
+    keys.push(args_key);
+    let mut derived = cached(
+        plan,
+        "flash-args".to_owned(),
+        args_key,
+        || Ok(flash_args_images(plan, &flashed)),
+        cache,
+        on_event,
+    )
+    .map_err(fail)?;
+    // A factory image needs the firmware: without bootloader and app it would not boot.
+    let has = |n: &str| flashed.iter().any(|i| i.name == n);
+    if has("bootloader") && has("app") {
+        let key = factory_key(plan, &flashed).finish();
+        keys.push(key);
+        derived.extend(
+            cached(
+                plan,
+                "factory".to_owned(),
+                key,
+                || factory_images(plan, &flashed),
+                cache,
+                on_event,
+            )
+            .map_err(fail)?,
+        );
+    }
+    images.extend(derived);
+    Ok((images, keys))
 }
 
-fn job_list(plan: &Plan) -> Vec<Job> {
+/// The independent jobs of `plan`, in output order.
+pub fn job_list(plan: &Plan) -> Vec<Job> {
     let mut jobs = vec![Job::PartitionTable, Job::AtCustomize];
     match plan.era {
         Era::B => {
@@ -369,10 +629,41 @@ fn registration_rank(name: &str) -> u8 {
     }
 }
 
-/// Flash arguments and the merged factory image, made from the flashed images.
-fn derived_images(plan: &Plan, images: &[Image]) -> Result<Vec<Image>, ManifestError> {
-    let mut flashed: Vec<&Image> = images.iter().filter(|i| i.offset.is_some()).collect();
-    flashed.sort_by_key(|i| registration_rank(&i.name));
+/// What the flash arguments depend on: names, paths and offsets of the flashed images.
+fn flash_args_key(plan: &Plan, flashed: &[&Image]) -> KeyBuilder {
+    let mut k = KeyBuilder::new("flash-args");
+    k.json("chip", &plan.chip).json("flash", &plan.flash);
+    for i in flashed {
+        k.str("image.name", &i.name)
+            .str("image.path", &i.path)
+            .opt_int("image.offset", i.offset.map(i64::from));
+    }
+    k
+}
+
+/// What the merged factory image depends on: the flashed images' bytes (by hash) and places.
+fn factory_key(plan: &Plan, flashed: &[&Image]) -> KeyBuilder {
+    let mut k = KeyBuilder::new("factory");
+    let merge = match plan.release.merge_tool() {
+        crate::esp_at::release::MergeTool::EsptoolMergeBin => "esptool-merge-bin",
+        crate::esp_at::release::MergeTool::CombineScript => "combine-script",
+    };
+    k.json("chip", &plan.chip)
+        .json("flash", &plan.flash)
+        .str("merge", merge)
+        .str("module", &plan.module.name);
+    for i in flashed {
+        k.str("image.name", &i.name)
+            .opt_int("image.offset", i.offset.map(i64::from))
+            .flag("image.secret", i.secret)
+            .bytes("image.blake3", blake3::hash(&i.bytes).as_bytes());
+    }
+    k
+}
+
+/// Flash arguments (`flasher_args.json`, `flash_project_args`, `download.config`), from the
+/// flashed images in registration order.
+fn flash_args_images(plan: &Plan, flashed: &[&Image]) -> Vec<Image> {
     let parts: Vec<FlashPart> = flashed
         .iter()
         .map(|i| FlashPart {
@@ -394,7 +685,7 @@ fn derived_images(plan: &Plan, images: &[Image]) -> Result<Vec<Image>, ManifestE
         bytes: s.into_bytes().into(),
         secret: false,
     };
-    let mut out = vec![
+    vec![
         text("flasher_args", "flasher_args.json", args.to_json()),
         text(
             "flash_project_args",
@@ -406,56 +697,57 @@ fn derived_images(plan: &Plan, images: &[Image]) -> Result<Vec<Image>, ManifestE
             "download.config",
             args.to_download_config(),
         ),
-    ];
-    // A factory image needs the firmware: without bootloader and app it would not boot.
-    let has = |n: &str| flashed.iter().any(|i| i.name == n);
-    if has("bootloader") && has("app") {
-        let segments: Vec<Segment> = flashed
-            .iter()
-            .map(|i| Segment {
-                name: i.name.clone(),
-                offset: i.offset.unwrap_or(0),
-                data: i.bytes.clone(),
-            })
-            .collect();
-        let secret = flashed.iter().any(|i| i.secret);
-        let module = &plan.module.name;
-        let fail = |e: merged::MergeError| {
-            emit_error(
-                plan,
-                None,
-                format!("merged factory image: {e}"),
-                "check the firmware part offsets",
-            )
-        };
-        match plan.release.merge_tool() {
-            crate::esp_at::release::MergeTool::EsptoolMergeBin => {
-                for (filled, suffix) in [(true, ""), (false, "_unfilled")] {
-                    let bytes = merged::merge_bin(
-                        &segments,
-                        &merged::MergeOptions::esp_at(plan.chip, plan.flash, filled),
-                    )
-                    .map_err(fail)?;
-                    out.push(Image {
-                        name: format!("factory{suffix}"),
-                        path: format!("factory/factory_{module}{suffix}.bin"),
-                        offset: None,
-                        bytes: bytes.into(),
-                        secret,
-                    });
-                }
-            }
-            crate::esp_at::release::MergeTool::CombineScript => {
-                // The script copies parts in flash_project_args order.
-                let bytes = merged::combine_script(&segments, plan.flash).map_err(fail)?;
+    ]
+}
+
+/// The merged factory image(s), from the flashed images in registration order.
+fn factory_images(plan: &Plan, flashed: &[&Image]) -> Result<Vec<Image>, ManifestError> {
+    let mut out = Vec::new();
+    let segments: Vec<Segment> = flashed
+        .iter()
+        .map(|i| Segment {
+            name: i.name.clone(),
+            offset: i.offset.unwrap_or(0),
+            data: i.bytes.clone(),
+        })
+        .collect();
+    let secret = flashed.iter().any(|i| i.secret);
+    let module = &plan.module.name;
+    let fail = |e: merged::MergeError| {
+        emit_error(
+            plan,
+            None,
+            format!("merged factory image: {e}"),
+            "check the firmware part offsets",
+        )
+    };
+    match plan.release.merge_tool() {
+        crate::esp_at::release::MergeTool::EsptoolMergeBin => {
+            for (filled, suffix) in [(true, ""), (false, "_unfilled")] {
+                let bytes = merged::merge_bin(
+                    &segments,
+                    &merged::MergeOptions::esp_at(plan.chip, plan.flash, filled),
+                )
+                .map_err(fail)?;
                 out.push(Image {
-                    name: "factory".to_owned(),
-                    path: format!("factory/factory_{module}.bin"),
+                    name: format!("factory{suffix}"),
+                    path: format!("factory/factory_{module}{suffix}.bin"),
                     offset: None,
                     bytes: bytes.into(),
                     secret,
                 });
             }
+        }
+        crate::esp_at::release::MergeTool::CombineScript => {
+            // The script copies parts in flash_project_args order.
+            let bytes = merged::combine_script(&segments, plan.flash).map_err(fail)?;
+            out.push(Image {
+                name: "factory".to_owned(),
+                path: format!("factory/factory_{module}.bin"),
+                offset: None,
+                bytes: bytes.into(),
+                secret,
+            });
         }
     }
     Ok(out)

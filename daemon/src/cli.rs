@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod build;
+mod cache;
 mod check;
 mod import;
 mod inspect;
@@ -88,6 +89,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Recover a manifest (and its certificate, BLE and firmware files) from a factory image.
     Import(import::ImportArgs),
+    /// Show, trim or empty the content-addressed image cache.
+    Cache(cache::CacheArgs),
 }
 
 /// Entry point of the `espfleet` binary: parse arguments, set up diagnostics and logging, run.
@@ -104,6 +107,7 @@ pub fn main() -> ExitCode {
         Command::Sim(args) => sim::run(*args, &cli.global),
         Command::Inspect(args) => inspect::run(args, &cli.global),
         Command::Import(args) => import::run(args, &cli.global),
+        Command::Cache(args) => cache::run(args, &cli.global),
     };
     match result {
         Ok(code) => code,

@@ -1,10 +1,17 @@
-//! `espfleet build MANIFEST... --out DIR`: compile manifests into the images ESP-AT reads.
+//! `espfleet build MANIFEST|DIR... --out DIR`: compile manifests — one device or a whole fleet —
+//! into the images ESP-AT reads, through the content-addressed cache, in parallel, and check or
+//! record every output hash in `espfleet.lock`.
 
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use espfleet_compiler::build::{self, Jobs};
-use espfleet_compiler::manifest;
+use espfleet_compiler::build::{self, Image, Jobs};
+use espfleet_compiler::cache::{Cache, JobEvent, Outcome, Record};
+use espfleet_compiler::manifest::{self, Plan};
+use espfleet_compiler::output::write_atomic;
 use rayon::prelude::*;
 
 use super::GlobalOpts;
@@ -15,9 +22,20 @@ use super::GlobalOpts;
     after_help = "Each manifest's images go to OUT/<manifest name>/, laid out as ESP-AT's build \
 folder (partition_table/partition-table.bin, at_customize.bin, customized_partitions/*.bin, \
 flasher_args.json, download.config, factory/factory_<MODULE>.bin). Every file is written \
-atomically; files holding private keys get mode 0600.\n\
-Example: espfleet build manifests/examples/wroom-32.kdl --out out/"
+atomically (files holding private keys get mode 0600); files whose bytes did not change are \
+left alone.\n\
+A directory builds every *.kdl below it. A manifest that another manifest of the build extends \
+is a base: it is checked through the manifests that extend it and not built on its own.\n\
+Images come from the content-addressed cache when their inputs did not change (see \
+`espfleet cache`).\n\
+Lock file: building one directory (or with --lock FILE) records every output's blake3 in \
+DIR/espfleet.lock (JSON, sorted). --locked refuses to write anything when a rebuild differs \
+from the lock and prints the differences.\n\
+Examples:\n  espfleet build manifests/examples/wroom-32.kdl --out out/\n  \
+espfleet build manifests/examples/fleet --out out/ --report out/report.json\n  \
+espfleet build manifests/examples/fleet --locked"
 )]
+#[allow(clippy::struct_excessive_bools)] // independent switches, as clap defines them
 pub struct BuildArgs {
     /// Manifest files (`.kdl`), or directories to search for them.
     #[arg(required = true, value_name = "MANIFEST")]
@@ -25,9 +43,79 @@ pub struct BuildArgs {
     /// Output directory; each manifest gets a subdirectory named after it.
     #[arg(long, short, value_name = "DIR", default_value = "out")]
     pub out: PathBuf,
-    /// Parallel jobs (1 = build everything on one thread, in order).
+    /// Parallel jobs (1 = build everything on one thread, in order). Default: one per CPU.
     #[arg(long, short, value_name = "N")]
     pub jobs: Option<usize>,
+    /// Cache directory [default: $XDG_CACHE_HOME/espfleet or ~/.cache/espfleet].
+    #[arg(long, value_name = "DIR", env = "ESPFLEET_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Build without reading or writing the cache.
+    #[arg(long, conflicts_with = "cache_dir")]
+    pub no_cache: bool,
+    /// Write a JSON report: per manifest, each image's path, offset, size and blake3.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Lock file [default: DIR/espfleet.lock when building one directory].
+    #[arg(long, value_name = "FILE")]
+    pub lock: Option<PathBuf>,
+    /// Fail (writing nothing) when the outputs differ from the lock file, or it is missing.
+    #[arg(long, conflicts_with = "no_lock")]
+    pub locked: bool,
+    /// Neither read nor write a lock file.
+    #[arg(long)]
+    pub no_lock: bool,
+}
+
+/// One built manifest.
+struct Built {
+    file: PathBuf,
+    name: String,
+    images: Vec<Image>,
+}
+
+/// A manifest after the first stage: up to date (its record's images), or resolved.
+enum Loaded {
+    /// Every input unchanged since the recorded build: the images, and the files read.
+    Current {
+        name: String,
+        inputs: Vec<PathBuf>,
+        images: Vec<Image>,
+    },
+    /// Resolved (or failed to).
+    Resolved(Result<(Plan, manifest::Diagnostics), manifest::Diagnostics>),
+}
+
+impl Loaded {
+    fn inputs(&self) -> Vec<&Path> {
+        match self {
+            Loaded::Current { inputs, .. } => inputs.iter().map(PathBuf::as_path).collect(),
+            Loaded::Resolved(Ok((plan, _))) => plan.files.0.keys().map(PathBuf::as_path).collect(),
+            Loaded::Resolved(Err(_)) => Vec::new(),
+        }
+    }
+}
+
+/// Cache outcome counters, shared by the build threads.
+#[derive(Default)]
+struct Counters {
+    hit: AtomicU64,
+    miss: AtomicU64,
+    corrupt: AtomicU64,
+    uncached: AtomicU64,
+    /// Manifests taken whole from their record.
+    current: AtomicU64,
+}
+
+impl Counters {
+    fn count(&self, e: &JobEvent) {
+        let c = match e.outcome {
+            Outcome::Hit => &self.hit,
+            Outcome::Miss => &self.miss,
+            Outcome::Corrupt => &self.corrupt,
+            Outcome::Uncached => &self.uncached,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Builds every manifest; prints one line per manifest, diagnostics on stderr.
@@ -41,65 +129,480 @@ pub fn run(args: BuildArgs, global: &GlobalOpts) -> miette::Result<ExitCode> {
             "no manifests found"
         ));
     }
-    let jobs = match args.jobs {
-        Some(1) => Jobs::Sequential,
-        _ => Jobs::Parallel,
+    let cache = if args.no_cache {
+        None
+    } else {
+        let dir = args
+            .cache_dir
+            .clone()
+            .or_else(Cache::default_dir)
+            .ok_or_else(|| {
+                miette::miette!(
+                    code = "espfleet::cli::no_cache_dir",
+                    help = "set HOME or XDG_CACHE_HOME, pass --cache-dir DIR, or build with --no-cache",
+                    "no cache directory"
+                )
+            })?;
+        Some(Cache::open(&dir)?)
     };
-    if let Some(n) = args.jobs.filter(|n| *n > 1) {
-        let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global();
+    let lock_path = if args.no_lock {
+        None
+    } else {
+        args.lock
+            .clone()
+            .or_else(|| match args.manifests.as_slice() {
+                [one] if one.is_dir() => Some(one.join("espfleet.lock")),
+                _ => None,
+            })
+    };
+    if args.locked && lock_path.is_none() {
+        return Err(miette::miette!(
+            code = "espfleet::cli::no_lock_file",
+            help = "build one directory, or name the lock file with --lock FILE",
+            "--locked needs a lock file"
+        ));
     }
-    let build_one = |path: &PathBuf| -> Result<(String, usize, PathBuf), miette::Report> {
-        let (plan, warnings) = manifest::load(path).map_err(miette::Report::new)?;
-        if !warnings.errors.is_empty() {
-            eprintln!("{:?}", miette::Report::new(warnings));
+    let jobs = if args.jobs == Some(1) {
+        Jobs::Sequential
+    } else {
+        Jobs::Parallel
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.jobs.unwrap_or(0))
+        .build()
+        .map_err(|e| miette::miette!(code = "espfleet::cli::threads", "{e}"))?;
+
+    let progress = Progress::new(files.len() as u64, global.quiet);
+    let counters = Counters::default();
+    let on_event = |e: JobEvent| counters.count(&e);
+
+    // Resolve every manifest (or take its images when nothing it read changed), then drop the
+    // bases: files another manifest of the build extends.
+    let load = |path: &PathBuf| {
+        if let Some(c) = &cache {
+            if let Some(r) = c.record(path) {
+                if let Some(images) = c.record_images(&r) {
+                    return Loaded::Current {
+                        name: r.name,
+                        inputs: r.inputs.into_iter().map(|(p, _)| p).collect(),
+                        images,
+                    };
+                }
+            }
         }
-        let images = build::emit(&plan, jobs).map_err(miette::Report::new)?;
-        let dir = args.out.join(&plan.name);
-        build::write(&dir, &images).map_err(|e| {
-            miette::miette!(
-                code = "espfleet::cli::write_failed",
-                "writing {}: {e}",
-                dir.display()
-            )
-        })?;
-        Ok((plan.name, images.len(), dir))
+        Loaded::Resolved(manifest::load(path))
     };
-    let results: Vec<_> = match jobs {
-        Jobs::Parallel => files.par_iter().map(build_one).collect(),
-        Jobs::Sequential => files.iter().map(build_one).collect(),
-    };
-    let mut names = std::collections::BTreeMap::new();
-    let mut failed = 0;
-    for (path, r) in files.iter().zip(results) {
+    let loaded: Vec<_> = pool.install(|| match jobs {
+        Jobs::Parallel => files.par_iter().map(load).collect(),
+        Jobs::Sequential => files.iter().map(load).collect(),
+    });
+    let bases = bases(&files, &loaded);
+    let mut failed = 0usize;
+    let mut todo = Vec::new();
+    let mut done = Vec::new();
+    for (file, r) in files.iter().zip(loaded) {
+        if bases.contains(file) {
+            progress.inc();
+            continue;
+        }
+        let r = match r {
+            Loaded::Current {
+                name,
+                inputs: _,
+                images,
+            } => {
+                progress.inc();
+                counters.current.fetch_add(1, Ordering::Relaxed);
+                done.push(Built {
+                    file: file.clone(),
+                    name,
+                    images,
+                });
+                continue;
+            }
+            Loaded::Resolved(r) => r,
+        };
         match r {
-            Ok((name, n, dir)) => {
-                if let Some(other) = names.insert(name.clone(), path.clone()) {
-                    eprintln!(
-                        "error: {} and {} are both named `{name}` and wrote the same directory",
-                        other.display(),
-                        path.display()
-                    );
-                    failed += 1;
+            Ok((plan, warnings)) => {
+                let clean = warnings.errors.is_empty();
+                if !clean {
+                    progress.suspend(|| eprintln!("{:?}", miette::Report::new(warnings)));
                 }
-                if !global.quiet {
-                    println!(
-                        "built  {}  →  {}  ({n} files)",
-                        path.display(),
-                        dir.display()
-                    );
-                }
+                todo.push((file.clone(), plan, clean));
             }
-            Err(report) => {
+            Err(diags) => {
                 failed += 1;
-                eprintln!("{report:?}");
+                progress.suspend(|| eprintln!("{:?}", miette::Report::new(diags)));
+                progress.inc();
             }
+        }
+    }
+
+    let emit = |(file, plan, clean): (PathBuf, Plan, bool)| {
+        let r = build::emit_keyed(&plan, jobs, cache.as_ref(), &on_event);
+        progress.inc();
+        r.map(|(images, keys)| {
+            // Warnings are not recorded: a manifest that has them resolves again next time.
+            if let (Some(c), true) = (&cache, clean) {
+                c.put_record(&file, &Record::new(&plan.name, &plan.files, &keys));
+            }
+            Built {
+                file,
+                name: plan.name,
+                images,
+            }
+        })
+    };
+    let results: Vec<_> = pool.install(|| match jobs {
+        Jobs::Parallel => todo.into_par_iter().map(emit).collect(),
+        Jobs::Sequential => todo.into_iter().map(emit).collect(),
+    });
+    progress.finish();
+    let mut built = done;
+    for r in results {
+        match r {
+            Ok(b) => built.push(b),
+            Err(diags) => {
+                failed += 1;
+                eprintln!("{:?}", miette::Report::new(diags));
+            }
+        }
+    }
+    // Discovery order, whichever path a manifest took.
+    let order: BTreeMap<&PathBuf, usize> = files.iter().enumerate().map(|(i, f)| (f, i)).collect();
+    built.sort_by_key(|b| order[&b.file]);
+    let mut names: BTreeMap<&str, &Path> = BTreeMap::new();
+    for b in &built {
+        if let Some(other) = names.insert(&b.name, &b.file) {
+            eprintln!(
+                "error: {} and {} are both named `{}` and would write the same directory",
+                other.display(),
+                b.file.display(),
+                b.name
+            );
+            failed += 1;
         }
     }
     if failed > 0 {
-        eprintln!("{failed} of {} manifest(s) failed", files.len());
+        eprintln!(
+            "{failed} of {} manifest(s) failed",
+            files.len() - bases.len()
+        );
         return Ok(ExitCode::FAILURE);
     }
+
+    let lock = Lock::of(&built);
+    if args.locked {
+        let path = lock_path.as_deref().expect("checked above");
+        let old = Lock::read(path)?;
+        let diff = old.diff(&lock);
+        if !diff.is_empty() {
+            eprintln!(
+                "error: the build differs from {} ({} change(s)); nothing was written:",
+                path.display(),
+                diff.len()
+            );
+            for line in &diff {
+                eprintln!("  {line}");
+            }
+            eprintln!(
+                "help: if the change is intended, rebuild without --locked to update the lock file"
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+
+    let write_all = |b: &Built| write_changed(&args.out.join(&b.name), &b.images);
+    let written: Vec<std::io::Result<usize>> = pool.install(|| match jobs {
+        Jobs::Parallel => built.par_iter().map(write_all).collect(),
+        Jobs::Sequential => built.iter().map(write_all).collect(),
+    });
+    let mut changed_files = 0;
+    for (b, w) in built.iter().zip(written) {
+        let n = w.map_err(|e| {
+            miette::miette!(
+                code = "espfleet::cli::write_failed",
+                "writing {}: {e}",
+                args.out.join(&b.name).display()
+            )
+        })?;
+        changed_files += n;
+        if !global.quiet && built.len() <= 20 {
+            println!(
+                "built  {}  →  {}  ({} files)",
+                b.file.display(),
+                args.out.join(&b.name).display(),
+                b.images.len()
+            );
+        }
+    }
+    if let Some(report) = &args.report {
+        write_atomic(report, report_json(&args.out, &built).as_bytes(), None).map_err(|e| {
+            miette::miette!(
+                code = "espfleet::cli::write_failed",
+                "writing {}: {e}",
+                report.display()
+            )
+        })?;
+    }
+    if let (Some(path), false) = (&lock_path, args.locked) {
+        let old = Lock::read(path).ok();
+        if old.as_ref() != Some(&lock) {
+            if let Some(old) = &old {
+                if !global.quiet {
+                    eprintln!(
+                        "{}: {} change(s) recorded",
+                        path.display(),
+                        old.diff(&lock).len()
+                    );
+                }
+            }
+            write_atomic(path, lock.to_json().as_bytes(), None).map_err(|e| {
+                miette::miette!(
+                    code = "espfleet::cli::write_failed",
+                    "writing {}: {e}",
+                    path.display()
+                )
+            })?;
+        }
+    }
+    if !global.quiet {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut line = format!(
+            "{} manifest(s) ({} unchanged), {} image(s): {} job(s) from cache, {} built",
+            built.len(),
+            load(&counters.current),
+            built.iter().map(|b| b.images.len()).sum::<usize>(),
+            load(&counters.hit),
+            load(&counters.miss) + load(&counters.corrupt) + load(&counters.uncached),
+        );
+        if load(&counters.corrupt) > 0 {
+            line += &format!(
+                " ({} corrupt cache entr(ies) discarded and rebuilt)",
+                load(&counters.corrupt)
+            );
+        }
+        eprintln!("{line}; {changed_files} file(s) written");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Discovered manifests that another successfully loaded manifest of the build extends (its
+/// plan read the file).
+fn bases(files: &[PathBuf], loaded: &[Loaded]) -> BTreeSet<PathBuf> {
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut extended = BTreeSet::new();
+    for (file, l) in files.iter().zip(loaded) {
+        let own = canon(file);
+        for path in l.inputs() {
+            if path.extension().is_some_and(|e| e == "kdl") {
+                let c = canon(path);
+                if c != own {
+                    extended.insert(c);
+                }
+            }
+        }
+    }
+    files
+        .iter()
+        .filter(|f| extended.contains(&canon(f)))
+        .cloned()
+        .collect()
+}
+
+/// Writes the images whose file is missing or differs (bytes or 0600 mode); returns how many.
+fn write_changed(dir: &Path, images: &[Image]) -> std::io::Result<usize> {
+    let mut n = 0;
+    for img in images {
+        let path = dir.join(&img.path);
+        if same_file(&path, img) {
+            continue;
+        }
+        write_atomic(&path, &img.bytes, img.secret.then_some(0o600))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn same_file(path: &Path, img: &Image) -> bool {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return false;
+    };
+    if meta.len() != img.bytes.len() as u64 {
+        return false;
+    }
+    #[cfg(unix)]
+    if img.secret {
+        use std::os::unix::fs::PermissionsExt as _;
+        if meta.permissions().mode() & 0o077 != 0 {
+            return false;
+        }
+    }
+    std::fs::read(path).is_ok_and(|b| *b == *img.bytes)
+}
+
+fn report_json(out: &Path, built: &[Built]) -> String {
+    let manifests: Vec<serde_json::Value> = built
+        .iter()
+        .map(|b| {
+            let images: Vec<serde_json::Value> = b
+                .images
+                .iter()
+                .map(|i| {
+                    serde_json::json!({
+                        "name": i.name,
+                        "path": i.path,
+                        "offset": i.offset,
+                        "size": i.bytes.len(),
+                        "blake3": blake3_hex(&i.bytes),
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "name": b.name,
+                "manifest": b.file.display().to_string().replace('\\', "/"),
+                "dir": out.join(&b.name).display().to_string().replace('\\', "/"),
+                "images": images,
+            })
+        })
+        .collect();
+    let mut s =
+        serde_json::to_string_pretty(&serde_json::json!({ "manifests": manifests })).expect("JSON");
+    s.push('\n');
+    s
+}
+
+fn blake3_hex(b: &[u8]) -> String {
+    blake3::hash(b).to_hex().to_string()
+}
+
+/// `espfleet.lock`: the blake3 of every output file, by manifest name and image path.
+#[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Lock {
+    /// Lock format version.
+    version: u32,
+    /// Manifest name → image path → blake3 hex.
+    manifests: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Lock {
+    fn of(built: &[Built]) -> Lock {
+        Lock {
+            version: 1,
+            manifests: built
+                .iter()
+                .map(|b| {
+                    let images = b
+                        .images
+                        .iter()
+                        .map(|i| (i.path.clone(), blake3_hex(&i.bytes)))
+                        .collect();
+                    (b.name.clone(), images)
+                })
+                .collect(),
+        }
+    }
+
+    fn read(path: &Path) -> miette::Result<Lock> {
+        let text = fs_err::read_to_string(path).map_err(|e| {
+            miette::miette!(
+                code = "espfleet::cli::lock_unreadable",
+                help = "build once without --locked to create it",
+                "{e}"
+            )
+        })?;
+        serde_json::from_str(&text).map_err(|e| {
+            miette::miette!(
+                code = "espfleet::cli::lock_invalid",
+                help = "restore it from version control, or delete it and build without --locked",
+                "{}: {e}",
+                path.display()
+            )
+        })
+    }
+
+    fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("JSON");
+        s.push('\n');
+        s
+    }
+
+    /// Readable differences from `self` (the lock) to `new` (this build), sorted.
+    fn diff(&self, new: &Lock) -> Vec<String> {
+        let mut out = Vec::new();
+        let empty = BTreeMap::new();
+        let names: BTreeSet<&String> = self.manifests.keys().chain(new.manifests.keys()).collect();
+        for name in names {
+            let (a, b) = (self.manifests.get(name), new.manifests.get(name));
+            match (a, b) {
+                (Some(_), None) => out.push(format!("- {name}: in the lock, not built")),
+                (None, Some(_)) => out.push(format!("+ {name}: built, not in the lock")),
+                _ => {}
+            }
+            let (a, b) = (a.unwrap_or(&empty), b.unwrap_or(&empty));
+            if a.is_empty() || b.is_empty() {
+                continue;
+            }
+            let paths: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for p in paths {
+                match (a.get(p), b.get(p)) {
+                    (Some(x), Some(y)) if x != y => out.push(format!(
+                        "~ {name}/{p}: blake3 {} (lock) → {} (build)",
+                        &x[..16.min(x.len())],
+                        &y[..16]
+                    )),
+                    (Some(_), None) => out.push(format!("- {name}/{p}: in the lock, not built")),
+                    (None, Some(_)) => out.push(format!("+ {name}/{p}: built, not in the lock")),
+                    _ => {}
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A progress bar over manifests, drawn on stderr only when it is a terminal, not `--quiet`,
+/// and the build takes more than a moment.
+struct Progress {
+    bar: indicatif::ProgressBar,
+}
+
+impl Progress {
+    fn new(len: u64, quiet: bool) -> Progress {
+        use std::io::IsTerminal as _;
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(len),
+            indicatif::ProgressDrawTarget::hidden(),
+        );
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} building [{bar:30}] {pos}/{len} manifests ({elapsed})",
+            )
+            .expect("template")
+            .progress_chars("=> "),
+        );
+        if !quiet && std::io::stderr().is_terminal() {
+            let shown = bar.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(400));
+                if !shown.is_finished() {
+                    shown.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                    shown.enable_steady_tick(Duration::from_millis(120));
+                }
+            });
+        }
+        Progress { bar }
+    }
+
+    fn inc(&self) {
+        self.bar.inc(1);
+    }
+
+    fn suspend(&self, f: impl FnOnce()) {
+        self.bar.suspend(f);
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
 }

@@ -3,3 +3,4 @@
 //! The binaries in `src/bin/` only parse arguments, set up logging and call into [`cli`].
 
 pub mod cli;
+pub mod daemon;

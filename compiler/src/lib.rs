@@ -13,12 +13,13 @@
 
 pub mod build;
 pub mod cache;
-pub mod device_match;
 pub mod catalogue;
+pub mod device_match;
 pub mod esp_at;
 pub mod image;
 pub mod manifest;
 pub mod nvs;
 pub mod output;
 pub mod partition_table;
+pub mod release;
 pub mod target;

@@ -6,7 +6,19 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// A chip family espfleet can build for and flash.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Chip {
     /// ESP32 (Xtensa LX6).
@@ -164,13 +176,34 @@ impl FlashFreq {
 }
 
 /// SPI flash size in bytes; always a power of two from 1 MB to 128 MB.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct FlashSize(u32);
 
 impl FlashSize {
     /// The sizes esptool knows, in bytes.
-    pub const KNOWN: [u32; 8] = [1 << 20, 2 << 20, 4 << 20, 8 << 20, 16 << 20, 32 << 20, 64 << 20, 128 << 20];
+    pub const KNOWN: [u32; 8] = [
+        1 << 20,
+        2 << 20,
+        4 << 20,
+        8 << 20,
+        16 << 20,
+        32 << 20,
+        64 << 20,
+        128 << 20,
+    ];
 
     /// A size in bytes, if it is one esptool knows.
     pub fn from_bytes(bytes: u32) -> Option<Self> {
@@ -201,7 +234,9 @@ impl FlashSize {
 impl TryFrom<String> for FlashSize {
     type Error = String;
     fn try_from(s: String) -> Result<Self, Self::Error> {
-        FlashSize::parse(&s).ok_or_else(|| format!("unknown flash size `{s}` (expected 1MB, 2MB, 4MB, 8MB, 16MB, ...)"))
+        FlashSize::parse(&s).ok_or_else(|| {
+            format!("unknown flash size `{s}` (expected 1MB, 2MB, 4MB, 8MB, 16MB, ...)")
+        })
     }
 }
 

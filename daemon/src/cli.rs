@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 
 mod build;
 mod check;
+mod nvs;
 mod partitions;
 mod schema;
 
@@ -45,10 +46,17 @@ pub enum ColorChoice {
 
 /// espfleet compiles KDL device manifests into the flash images ESP-AT reads, and flashes them.
 #[derive(Debug, Parser)]
-#[command(name = "espfleet", version, propagate_version = true, max_term_width = 100)]
-#[command(after_help = "Start with `espfleet check manifests/examples/wroom-32.kdl`, then \
+#[command(
+    name = "espfleet",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+#[command(
+    after_help = "Start with `espfleet check manifests/examples/wroom-32.kdl`, then \
 `espfleet build manifests/examples/wroom-32.kdl --out out/`.\nThe manifest language is \
-documented in manifests/README.md; `espfleet schema` prints its JSON Schema.")]
+documented in manifests/README.md; `espfleet schema` prints its JSON Schema."
+)]
 pub struct Cli {
     #[command(flatten)]
     global: GlobalOpts,
@@ -66,6 +74,8 @@ enum Command {
     Partitions(partitions::PartitionsArgs),
     /// Print the manifest language's JSON Schema.
     Schema(schema::SchemaArgs),
+    /// Generate, encrypt, decrypt and dump NVS partition images (a drop-in for esp-idf-nvs-partition-gen).
+    Nvs(nvs::NvsArgs),
 }
 
 /// Entry point of the `espfleet` binary: parse arguments, set up diagnostics and logging, run.
@@ -77,6 +87,7 @@ pub fn main() -> ExitCode {
         Command::Build(args) => build::run(args, &cli.global),
         Command::Partitions(args) => partitions::run(args, &cli.global),
         Command::Schema(args) => schema::run(args, &cli.global),
+        Command::Nvs(args) => nvs::run(args, &cli.global),
     };
     match result {
         Ok(code) => code,
@@ -93,7 +104,9 @@ fn setup(global: &GlobalOpts) {
     let color = match global.color {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
-        ColorChoice::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        ColorChoice::Auto => {
+            std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+        }
     };
     let _ = miette::set_hook(Box::new(move |_| {
         Box::new(

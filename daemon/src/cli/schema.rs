@@ -1,4 +1,4 @@
-//! `espfleet schema`
+//! `espfleet schema`: print the manifest language's JSON Schema.
 
 use std::process::ExitCode;
 
@@ -6,8 +6,14 @@ use super::GlobalOpts;
 
 /// Arguments of `espfleet schema`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "The schema describes a manifest's JSON form (one member per KDL node, \
+properties as members). The same text is checked in as schemas/manifest.schema.json."
+)]
 pub struct SchemaArgs {}
 
+/// Prints the schema on stdout.
 pub fn run(_args: SchemaArgs, _global: &GlobalOpts) -> miette::Result<ExitCode> {
-    Err(miette::miette!("espfleet schema: not implemented yet"))
+    print!("{}", espfleet_compiler::manifest::schema::json_schema());
+    Ok(ExitCode::SUCCESS)
 }

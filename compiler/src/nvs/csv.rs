@@ -1,0 +1,734 @@
+//! The generator's CSV dialect: reading (`generate`) and writing (`dump`).
+//!
+//! Reading follows the Python tool step by step (spec section 7): universal newlines, lines
+//! whose first character is `#` dropped, then `csv.DictReader` with the excel dialect; each row
+//! goes through the generator's `write_entry` wrapper (Wi-Fi extras, `file` rows, namespaces)
+//! and its value conversion (encodings, upper-case quirks, `blob_fill`) before it reaches the
+//! [`NvsBuilder`].
+
+use std::path::{Path, PathBuf};
+
+use miette::{NamedSource, SourceSpan};
+
+use super::encode::{NvsBuilder, check_key};
+use super::error::{Location, NvsError, NvsErrorKind};
+use super::python::{self, PyInt};
+use super::{Options, Value};
+
+/// Python's `csv.field_size_limit()` default: longer fields are an error.
+pub const FIELD_SIZE_LIMIT: usize = 131_072;
+
+/// One CSV input: its name (for messages) and its text.
+#[derive(Debug, Clone)]
+pub struct CsvInput {
+    /// File name as the user gave it.
+    pub name: String,
+    /// The whole file, decoded as UTF-8.
+    pub text: String,
+}
+
+impl CsvInput {
+    /// Reads a CSV file (UTF-8, no BOM handling, as the generator).
+    pub fn read(path: &Path) -> Result<Self, NvsError> {
+        let name = path.display().to_string();
+        let bytes = fs_err::read(path).map_err(|source| {
+            NvsErrorKind::FileRead {
+                key: "(CSV input)".into(),
+                path: path.to_path_buf(),
+                source,
+            }
+            .into_error()
+        })?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            NvsErrorKind::NotUtf8 {
+                key: format!("(CSV file {name})"),
+            }
+            .into_error()
+        })?;
+        Ok(Self { name, text })
+    }
+}
+
+impl NvsErrorKind {
+    fn into_error(self) -> NvsError {
+        self.into()
+    }
+}
+
+/// One CSV record and where it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The fields after unquoting.
+    pub fields: Vec<String>,
+    /// 1-based line number of the record's first line in the original file.
+    pub line: usize,
+    /// Byte span of the record's lines in the original file.
+    pub span: (usize, usize),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    StartRecord,
+    StartField,
+    InField,
+    InQuotedField,
+    QuoteInQuotedField,
+    EatCrnl,
+}
+
+/// Splits `text` into records exactly as `csv.reader(filter(lambda l: l[0] != '#', f))` does
+/// with `f` opened in text mode (universal newlines).
+pub fn read_records(text: &str) -> Result<Vec<Record>, (usize, (usize, usize), String)> {
+    let mut records = Vec::new();
+    let mut state = State::StartRecord;
+    let mut fields: Vec<String> = Vec::new();
+    let mut field = String::new();
+    let mut field_len = 0usize;
+    let mut rec_start: Option<(usize, usize)> = None;
+    let bytes = text.as_bytes();
+    let mut pos = 0usize;
+    let mut line_no = 0usize;
+    while pos < bytes.len() {
+        // One physical line: up to and including \n, \r\n or \r (normalised to \n).
+        line_no += 1;
+        let start = pos;
+        let mut end = pos;
+        while end < bytes.len() && bytes[end] != b'\n' && bytes[end] != b'\r' {
+            end += 1;
+        }
+        let content = &text[start..end];
+        let mut next = end;
+        let has_newline = end < bytes.len();
+        if has_newline {
+            next += if bytes[end] == b'\r' && bytes.get(end + 1) == Some(&b'\n') {
+                2
+            } else {
+                1
+            };
+        }
+        pos = next;
+        if content.starts_with('#') {
+            continue;
+        }
+        if rec_start.is_none() {
+            rec_start = Some((line_no, start));
+        }
+        let chars = content
+            .chars()
+            .map(Some)
+            .chain(has_newline.then_some(Some('\n')))
+            .chain(std::iter::once(None));
+        for c in chars {
+            // `None` is the end-of-line marker the C reader feeds after each line.
+            let mut reprocess = true;
+            while reprocess {
+                reprocess = false;
+                match state {
+                    State::StartRecord => match c {
+                        None => {}
+                        Some('\n' | '\r') => state = State::EatCrnl,
+                        Some(_) => {
+                            state = State::StartField;
+                            reprocess = true;
+                        }
+                    },
+                    State::StartField => match c {
+                        None | Some('\n' | '\r') => {
+                            fields.push(std::mem::take(&mut field));
+                            field_len = 0;
+                            state = if c.is_none() {
+                                State::StartRecord
+                            } else {
+                                State::EatCrnl
+                            };
+                        }
+                        Some('"') => state = State::InQuotedField,
+                        Some(',') => {
+                            fields.push(std::mem::take(&mut field));
+                            field_len = 0;
+                        }
+                        Some(ch) => {
+                            push_char(&mut field, &mut field_len, ch, line_no, (start, end))?;
+                            state = State::InField;
+                        }
+                    },
+                    State::InField => match c {
+                        None | Some('\n' | '\r') => {
+                            fields.push(std::mem::take(&mut field));
+                            field_len = 0;
+                            state = if c.is_none() {
+                                State::StartRecord
+                            } else {
+                                State::EatCrnl
+                            };
+                        }
+                        Some(',') => {
+                            fields.push(std::mem::take(&mut field));
+                            field_len = 0;
+                            state = State::StartField;
+                        }
+                        Some(ch) => {
+                            push_char(&mut field, &mut field_len, ch, line_no, (start, end))?
+                        }
+                    },
+                    State::InQuotedField => match c {
+                        None => {}
+                        Some('"') => state = State::QuoteInQuotedField,
+                        Some(ch) => {
+                            push_char(&mut field, &mut field_len, ch, line_no, (start, end))?
+                        }
+                    },
+                    State::QuoteInQuotedField => match c {
+                        Some('"') => {
+                            push_char(&mut field, &mut field_len, '"', line_no, (start, end))?;
+                            state = State::InQuotedField;
+                        }
+                        Some(',') => {
+                            fields.push(std::mem::take(&mut field));
+                            field_len = 0;
+                            state = State::StartField;
+                        }
+                        None | Some('\n' | '\r') => {
+                            fields.push(std::mem::take(&mut field));
+                            field_len = 0;
+                            state = if c.is_none() {
+                                State::StartRecord
+                            } else {
+                                State::EatCrnl
+                            };
+                        }
+                        Some(ch) => {
+                            push_char(&mut field, &mut field_len, ch, line_no, (start, end))?;
+                            state = State::InField;
+                        }
+                    },
+                    State::EatCrnl => match c {
+                        Some('\n' | '\r') => {}
+                        None => state = State::StartRecord,
+                        Some(_) => {
+                            return Err((
+                                line_no,
+                                (start, end),
+                                "new-line character seen in unquoted field".into(),
+                            ));
+                        }
+                    },
+                }
+            }
+        }
+        if state == State::StartRecord {
+            let (first_line, first_byte) = rec_start.take().expect("set above");
+            // Empty lines give an empty record, which DictReader skips.
+            if !fields.is_empty() {
+                records.push(Record {
+                    fields: std::mem::take(&mut fields),
+                    line: first_line,
+                    span: (first_byte, end),
+                });
+            }
+        }
+    }
+    // End of input inside a record: the reader saves the pending field (non-strict mode).
+    if let Some((first_line, first_byte)) = rec_start {
+        if field_len != 0 || state == State::InQuotedField {
+            fields.push(field);
+        }
+        if !fields.is_empty() {
+            records.push(Record {
+                fields,
+                line: first_line,
+                span: (first_byte, text.len()),
+            });
+        }
+    }
+    Ok(records)
+}
+
+fn push_char(
+    field: &mut String,
+    len: &mut usize,
+    c: char,
+    line: usize,
+    span: (usize, usize),
+) -> Result<(), (usize, (usize, usize), String)> {
+    if *len >= FIELD_SIZE_LIMIT {
+        return Err((
+            line,
+            span,
+            format!("field larger than field limit ({FIELD_SIZE_LIMIT})"),
+        ));
+    }
+    *len += 1;
+    field.push(c);
+    Ok(())
+}
+
+/// A row's value before conversion: text from a `data` row, bytes from a `file` row.
+#[derive(Debug, Clone)]
+enum Raw {
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+/// Converts a value per its encoding, as the generator's `NVS.write_entry` does.
+fn convert(key: &str, encoding: &str, value: Option<Raw>) -> Result<Value, NvsErrorKind> {
+    let mut encoding = encoding.to_owned();
+    let mut value = value;
+    if encoding.starts_with("blob_fill") || encoding.starts_with("blob_sz_fill") {
+        let (len, pad) =
+            parse_fill(&encoding).ok_or_else(|| NvsErrorKind::InvalidFillEncoding {
+                encoding: encoding.clone(),
+            })?;
+        let text: Vec<u8> = match &value {
+            None => Vec::new(),
+            Some(Raw::Text(t)) => t.as_bytes().to_vec(),
+            Some(Raw::Bytes(b)) if b.is_empty() => Vec::new(),
+            Some(Raw::Bytes(_)) => {
+                return Err(NvsErrorKind::UnsupportedFileEncoding {
+                    key: key.to_owned(),
+                    encoding,
+                });
+            }
+        };
+        if text.len() > len {
+            return Err(NvsErrorKind::FillValueTooLong {
+                key: key.to_owned(),
+                len: text.len(),
+                max: len,
+            });
+        }
+        let mut data = Vec::with_capacity(len + 4);
+        if encoding.starts_with("blob_sz_fill") {
+            let n = u32::try_from(text.len()).map_err(|_| NvsErrorKind::BlobTooLarge {
+                key: key.to_owned(),
+            })?;
+            data.extend_from_slice(&n.to_le_bytes());
+        }
+        data.extend_from_slice(&text);
+        data.resize(data.len() + (len - text.len()), pad);
+        value = Some(Raw::Text(hex::encode(data)));
+        encoding = "hex2bin".to_owned();
+    }
+    let missing = || NvsErrorKind::MissingField { column: "value" };
+    match encoding.as_str() {
+        "hex2bin" => {
+            let stripped: Vec<u8> = match value.ok_or_else(missing)? {
+                Raw::Text(t) => {
+                    let s = python::py_strip(&t);
+                    let chars = s.chars().count();
+                    if chars % 2 != 0 {
+                        return Err(NvsErrorKind::HexOddLength {
+                            key: key.to_owned(),
+                            len: chars,
+                        });
+                    }
+                    if !s.is_ascii() {
+                        return Err(NvsErrorKind::InvalidHex {
+                            key: key.to_owned(),
+                        });
+                    }
+                    s.as_bytes().to_vec()
+                }
+                Raw::Bytes(b) => {
+                    let s = python::py_strip_bytes(&b);
+                    if s.len() % 2 != 0 {
+                        return Err(NvsErrorKind::HexOddLength {
+                            key: key.to_owned(),
+                            len: s.len(),
+                        });
+                    }
+                    s.to_vec()
+                }
+            };
+            value = Some(Raw::Bytes(python::a2b_hex(&stripped).ok_or_else(|| {
+                NvsErrorKind::InvalidHex {
+                    key: key.to_owned(),
+                }
+            })?));
+        }
+        "base64" => {
+            let bytes = match value.ok_or_else(missing)? {
+                Raw::Text(t) if !t.is_ascii() => {
+                    return Err(NvsErrorKind::InvalidBase64 {
+                        key: key.to_owned(),
+                        reason: "string argument should contain only ASCII characters".into(),
+                    });
+                }
+                Raw::Text(t) => t.into_bytes(),
+                Raw::Bytes(b) => b,
+            };
+            let decoded =
+                python::a2b_base64(&bytes).map_err(|reason| NvsErrorKind::InvalidBase64 {
+                    key: key.to_owned(),
+                    reason,
+                })?;
+            value = Some(Raw::Bytes(decoded));
+        }
+        "string" => {
+            let mut text = match value.ok_or_else(missing)? {
+                Raw::Text(t) => t,
+                Raw::Bytes(b) => String::from_utf8(b).map_err(|_| NvsErrorKind::NotUtf8 {
+                    key: key.to_owned(),
+                })?,
+            };
+            text.push('\0');
+            value = Some(Raw::Text(text));
+        }
+        _ => {}
+    }
+    let lower = encoding.to_lowercase();
+    let int = |value: Option<Raw>,
+               name: &'static str,
+               min: i128,
+               max: i128|
+     -> Result<i128, NvsErrorKind> {
+        let (parsed, shown) = match value.ok_or_else(missing)? {
+            Raw::Text(t) => (python::int_from_str(&t), t),
+            Raw::Bytes(b) => (
+                python::int_from_bytes(&b),
+                String::from_utf8_lossy(&b).into_owned(),
+            ),
+        };
+        match parsed {
+            PyInt::Value(v) if (min..=max).contains(&v) => Ok(v),
+            PyInt::Value(_) | PyInt::Huge => Err(NvsErrorKind::ValueOutOfRange {
+                key: key.to_owned(),
+                encoding: name,
+                value: shown.trim().to_owned(),
+                min,
+                max,
+            }),
+            PyInt::Invalid => Err(NvsErrorKind::InvalidInteger {
+                key: key.to_owned(),
+                value: shown,
+            }),
+        }
+    };
+    let v = match lower.as_str() {
+        "u8" => {
+            Value::U8(u8::try_from(int(value, "u8", 0, u8::MAX.into())?).expect("range checked"))
+        }
+        "i8" => Value::I8(
+            i8::try_from(int(value, "i8", i8::MIN.into(), i8::MAX.into())?).expect("range checked"),
+        ),
+        "u16" => Value::U16(
+            u16::try_from(int(value, "u16", 0, u16::MAX.into())?).expect("range checked"),
+        ),
+        "i16" => Value::I16(
+            i16::try_from(int(value, "i16", i16::MIN.into(), i16::MAX.into())?)
+                .expect("range checked"),
+        ),
+        "u32" => Value::U32(
+            u32::try_from(int(value, "u32", 0, u32::MAX.into())?).expect("range checked"),
+        ),
+        "i32" => Value::I32(
+            i32::try_from(int(value, "i32", i32::MIN.into(), i32::MAX.into())?)
+                .expect("range checked"),
+        ),
+        "u64" => Value::U64(
+            u64::try_from(int(value, "u64", 0, u64::MAX.into())?).expect("range checked"),
+        ),
+        "i64" => Value::I64(
+            i64::try_from(int(value, "i64", i64::MIN.into(), i64::MAX.into())?)
+                .expect("range checked"),
+        ),
+        "string" => match value.ok_or_else(missing)? {
+            Raw::Text(t) => Value::RawStr(t.into_bytes()),
+            Raw::Bytes(_) => {
+                return Err(NvsErrorKind::UnsupportedFileEncoding {
+                    key: key.to_owned(),
+                    encoding,
+                });
+            }
+        },
+        "binary" | "hex2bin" | "base64" => match value.ok_or_else(missing)? {
+            Raw::Text(t) if !t.is_ascii() => {
+                return Err(NvsErrorKind::NonAsciiBlobText {
+                    key: key.to_owned(),
+                    encoding,
+                });
+            }
+            Raw::Text(t) => Value::Blob(t.into_bytes()),
+            Raw::Bytes(b) => Value::Blob(b),
+        },
+        _ => return Err(NvsErrorKind::UnknownEncoding { encoding }),
+    };
+    Ok(v)
+}
+
+/// Parses `blob_fill(N;0xHH)` / `blob_sz_fill(N;0xHH)` like the generator's `re.match` (a
+/// prefix match: anything after the closing parenthesis is ignored).
+fn parse_fill(encoding: &str) -> Option<(usize, u8)> {
+    let rest = encoding
+        .strip_prefix("blob_fill(")
+        .or_else(|| encoding.strip_prefix("blob_sz_fill("))?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return None;
+    }
+    let len: usize = rest[..digits].parse().ok()?;
+    let rest = rest[digits..].strip_prefix(";0x")?;
+    let hex = rest.get(..2)?;
+    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) || !rest[2..].starts_with(')') {
+        return None;
+    }
+    Some((len, u8::from_str_radix(hex, 16).ok()?))
+}
+
+/// State the generator's row wrapper keeps across rows (Wi-Fi extras, spec section 7.4).
+#[derive(Debug, Default)]
+struct WifiState {
+    sta_extras_written: bool,
+    ap_ssid: Option<String>,
+    ap_passwd: Option<String>,
+    ap_authmode: Option<String>,
+}
+
+/// Feeds CSV rows into an [`NvsBuilder`] with all of the generator's row-level behaviour.
+#[derive(Debug)]
+pub struct CsvGenerator {
+    builder: NvsBuilder,
+    base_dir: PathBuf,
+    wifi: WifiState,
+}
+
+impl CsvGenerator {
+    /// A generator for an image with `options`; relative `file` paths resolve against `base_dir`
+    /// (the generator uses the current directory).
+    pub fn new(options: Options, base_dir: impl Into<PathBuf>) -> Result<Self, NvsError> {
+        Ok(Self {
+            builder: NvsBuilder::new(options)?,
+            base_dir: base_dir.into(),
+            wifi: WifiState::default(),
+        })
+    }
+
+    /// Adds every row of one CSV file (files are processed in order into one image; namespace
+    /// and Wi-Fi state carry over, as in the generator).
+    pub fn add_csv(&mut self, input: &CsvInput) -> Result<(), NvsError> {
+        let source = || NamedSource::new(input.name.clone(), input.text.clone());
+        let located = |e: NvsErrorKind, line: usize, span: (usize, usize)| {
+            e.at(Location::Line {
+                file: input.name.clone(),
+                line,
+            })
+            .with_source(source(), SourceSpan::from(span.0..span.1))
+        };
+        let records = read_records(&input.text).map_err(|(line, span, message)| {
+            located(NvsErrorKind::CsvSyntax { message }, line, span)
+        })?;
+        let mut iter = records.into_iter();
+        let Some(header) = iter.next() else {
+            return Ok(());
+        };
+        let col = |name: &str| header.fields.iter().rposition(|f| f == name);
+        let cols = [col("key"), col("type"), col("encoding"), col("value")];
+        for rec in iter {
+            let names = ["key", "type", "encoding", "value"];
+            for (c, name) in cols.iter().zip(names) {
+                if c.is_none() {
+                    return Err(located(
+                        NvsErrorKind::MissingColumn { column: name },
+                        rec.line,
+                        rec.span,
+                    ));
+                }
+            }
+            let get = |i: usize| cols[i].and_then(|c| rec.fields.get(c)).map(String::as_str);
+            self.row(get(0), get(1), get(2), get(3))
+                .map_err(|e| located(e, rec.line, rec.span))?;
+        }
+        Ok(())
+    }
+
+    /// One row, as the generator's `generate()` loop and `write_entry` wrapper handle it.
+    /// `None` stands for a field missing from a short row.
+    pub fn row(
+        &mut self,
+        key: Option<&str>,
+        kind: Option<&str>,
+        encoding: Option<&str>,
+        value: Option<&str>,
+    ) -> Result<(), NvsErrorKind> {
+        let key = key.ok_or(NvsErrorKind::MissingField { column: "key" })?;
+        check_key(key)?;
+        if matches!(key, "ap.ssid" | "ap.passwd" | "ap.authmode") {
+            let v = value.map(str::to_owned);
+            match key {
+                "ap.ssid" => self.wifi.ap_ssid = v,
+                "ap.passwd" => self.wifi.ap_passwd = v,
+                _ if value != Some("0") => self.wifi.ap_authmode = v,
+                _ => {}
+            }
+            let set = |o: &Option<String>| o.as_deref().is_some_and(|s| !s.is_empty());
+            if set(&self.wifi.ap_ssid) && set(&self.wifi.ap_passwd) && set(&self.wifi.ap_authmode) {
+                let pmk = ap_pmk_info(
+                    self.wifi.ap_passwd.as_deref().unwrap_or(""),
+                    self.wifi.ap_ssid.as_deref().unwrap_or(""),
+                );
+                self.builder.entry_inner("ap.pmk_info", &Value::Blob(pmk))?;
+            }
+        }
+        if matches!(key, "sta.ssid" | "sta.pswd") {
+            let encoding = encoding.ok_or(NvsErrorKind::MissingField { column: "encoding" })?;
+            let v = convert(key, encoding, value.map(|v| Raw::Text(v.to_owned())))?;
+            self.builder.entry_inner(key, &v)?;
+            if !self.wifi.sta_extras_written {
+                self.builder
+                    .entry_inner("sta.apinfo", &Value::Blob(vec![0xFF; 140]))?;
+                self.builder
+                    .entry_inner("sta.pmk", &Value::Blob(vec![0; 32]))?;
+                self.builder
+                    .entry_inner("sta.apsw", &Value::Blob(vec![0; 2]))?;
+                self.wifi.sta_extras_written = true;
+            }
+            return Ok(());
+        }
+        let raw = if kind == Some("file") {
+            let path = value.ok_or(NvsErrorKind::MissingField { column: "value" })?;
+            let path = self.base_dir.join(path);
+            let bytes = std::fs::read(&path).map_err(|source| NvsErrorKind::FileRead {
+                key: key.to_owned(),
+                path,
+                source,
+            })?;
+            Some(Raw::Bytes(bytes))
+        } else {
+            value.map(|v| Raw::Text(v.to_owned()))
+        };
+        if kind == Some("namespace") {
+            return self.builder.namespace_inner(key);
+        }
+        let encoding = encoding.ok_or(NvsErrorKind::MissingField { column: "encoding" })?;
+        let v = convert(key, encoding, raw)?;
+        self.builder.entry_inner(key, &v)
+    }
+
+    /// Finishes the image.
+    pub fn finish(self) -> Vec<u8> {
+        self.builder.finish()
+    }
+}
+
+/// The `ap.pmk_info` blob: 100 zero bytes, then PBKDF2-HMAC-SHA1(password, ssid, 4096, 32).
+fn ap_pmk_info(password: &str, ssid: &str) -> Vec<u8> {
+    let mut pmk = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<sha1::Sha1>(password.as_bytes(), ssid.as_bytes(), 4096, &mut pmk);
+    let mut out = vec![0u8; 100];
+    out.extend_from_slice(&pmk);
+    out
+}
+
+/// Generates an image from CSV inputs, like `python -m esp_idf_nvs_partition_gen generate`.
+/// `file` rows are read relative to `base_dir`.
+pub fn generate(
+    inputs: &[CsvInput],
+    options: &Options,
+    base_dir: &Path,
+) -> Result<Vec<u8>, NvsError> {
+    let mut g = CsvGenerator::new(options.clone(), base_dir)?;
+    for input in inputs {
+        g.add_csv(input)?;
+    }
+    Ok(g.finish())
+}
+
+/// Parses SIZE as the generator does (`int(text, 0)`), without range checks.
+pub fn parse_size(text: &str) -> Result<u64, NvsError> {
+    match python::int_base0(text) {
+        PyInt::Value(v) => {
+            if v % 4096 != 0 {
+                return Err(NvsErrorKind::SizeNotMultiple { size: v }.into());
+            }
+            if v < 4096 {
+                return Err(NvsErrorKind::SizeTooSmall { size: v, min: 4096 }.into());
+            }
+            u64::try_from(v).map_err(|_| {
+                NvsErrorKind::InvalidSize {
+                    text: text.to_owned(),
+                }
+                .into()
+            })
+        }
+        PyInt::Huge | PyInt::Invalid => Err(NvsErrorKind::InvalidSize {
+            text: text.to_owned(),
+        }
+        .into()),
+    }
+}
+
+/// Quotes one field for the generator's CSV reader: quoted when it contains a delimiter,
+/// quote or line break, or starts with `#` (such a line would be dropped as a comment).
+pub fn quote_field(field: &str) -> String {
+    if field.contains([',', '"', '\n', '\r']) || field.starts_with('#') {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(text: &str) -> Vec<Vec<String>> {
+        read_records(text)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.fields)
+            .collect()
+    }
+
+    // Expected results: Python 3.11 `csv.reader` on the same lines (checked by hand).
+    #[test]
+    fn reader_matches_python_csv() {
+        assert_eq!(fields("\"ab\"c,d\nx\n"), vec![vec!["abc", "d"], vec!["x"]]);
+        assert_eq!(
+            fields("a,\"b,c\",\"say \"\"hi\"\"\"\r\n\r\n#c\n e ,\n"),
+            vec![vec!["a", "b,c", "say \"hi\""], vec![" e ", ""]]
+        );
+        assert_eq!(fields("\"a\n#b\nc\"\n"), vec![vec!["a\nc"]]);
+        assert_eq!(fields("k\r\"x\ry\"\n"), vec![vec!["k"], vec!["x\ny"]]);
+        assert_eq!(fields("a,b"), vec![vec!["a", "b"]]);
+        assert_eq!(fields("\"open"), vec![vec!["open"]]);
+        let recs = read_records("# c\nkey,type\n\nx,y\n").unwrap();
+        assert_eq!(recs.iter().map(|r| r.line).collect::<Vec<_>>(), vec![2, 4]);
+    }
+
+    #[test]
+    fn fill_encodings() {
+        assert_eq!(parse_fill("blob_fill(6;0xff)"), Some((6, 0xFF)));
+        assert_eq!(parse_fill("blob_sz_fill(6;0xAb)junk"), Some((6, 0xAB)));
+        assert_eq!(parse_fill("blob_fill(6;0xf)"), None);
+        // nvs-format.md 7.4: blob_sz_fill(6;0xff) with `hi`.
+        let v = convert("k", "blob_sz_fill(6;0xff)", Some(Raw::Text("hi".into()))).unwrap();
+        assert_eq!(
+            v,
+            Value::Blob(vec![2, 0, 0, 0, 0x68, 0x69, 0xFF, 0xFF, 0xFF, 0xFF])
+        );
+    }
+
+    #[test]
+    fn upper_case_encodings_skip_conversion() {
+        assert_eq!(
+            convert("k", "STRING", Some(Raw::Text("ab".into()))).unwrap(),
+            Value::RawStr(b"ab".to_vec())
+        );
+        assert_eq!(
+            convert("k", "string", Some(Raw::Text("ab".into()))).unwrap(),
+            Value::RawStr(b"ab\0".to_vec())
+        );
+        assert_eq!(
+            convert("k", "HEX2BIN", Some(Raw::Text("0a".into()))).unwrap(),
+            Value::Blob(b"0a".to_vec())
+        );
+        assert_eq!(
+            convert("k", "hex2bin", Some(Raw::Text(" 0a ".into()))).unwrap(),
+            Value::Blob(vec![10])
+        );
+        assert_eq!(
+            convert("k", "U8", Some(Raw::Text("7".into()))).unwrap(),
+            Value::U8(7)
+        );
+    }
+}

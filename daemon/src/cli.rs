@@ -18,6 +18,7 @@ mod check;
 mod nvs;
 mod partitions;
 mod schema;
+mod sim;
 
 /// Global options shared by every subcommand.
 #[derive(Debug, Clone, clap::Args)]
@@ -76,6 +77,8 @@ enum Command {
     Schema(schema::SchemaArgs),
     /// Generate, encrypt, decrypt and dump NVS partition images (a drop-in for esp-idf-nvs-partition-gen).
     Nvs(nvs::NvsArgs),
+    /// Run a simulated ESP32 / ESP32-C3 on a pseudo-terminal for esptool, espflash or espfleet.
+    Sim(Box<sim::SimArgs>),
 }
 
 /// Entry point of the `espfleet` binary: parse arguments, set up diagnostics and logging, run.
@@ -88,6 +91,7 @@ pub fn main() -> ExitCode {
         Command::Partitions(args) => partitions::run(args, &cli.global),
         Command::Schema(args) => schema::run(args, &cli.global),
         Command::Nvs(args) => nvs::run(args, &cli.global),
+        Command::Sim(args) => sim::run(*args, &cli.global),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,1 @@
+//! Loader rules, frame by frame (spec sections 5 to 9).

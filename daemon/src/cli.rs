@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 
 mod build;
 mod check;
+mod flash;
 mod nvs;
 mod partitions;
 mod schema;
@@ -75,6 +76,8 @@ enum Command {
     Partitions(partitions::PartitionsArgs),
     /// Print the manifest language's JSON Schema.
     Schema(schema::SchemaArgs),
+    /// Write a manifest's images (or given parts) to a board; unchanged parts are skipped.
+    Flash(flash::FlashArgs),
     /// Generate, encrypt, decrypt and dump NVS partition images (a drop-in for esp-idf-nvs-partition-gen).
     Nvs(nvs::NvsArgs),
     /// Run a simulated ESP32 / ESP32-C3 on a pseudo-terminal for esptool, espflash or espfleet.
@@ -90,6 +93,7 @@ pub fn main() -> ExitCode {
         Command::Build(args) => build::run(args, &cli.global),
         Command::Partitions(args) => partitions::run(args, &cli.global),
         Command::Schema(args) => schema::run(args, &cli.global),
+        Command::Flash(args) => flash::run(args, &cli.global),
         Command::Nvs(args) => nvs::run(args, &cli.global),
         Command::Sim(args) => sim::run(*args, &cli.global),
     };

@@ -1,0 +1,344 @@
+//! Flashing errors: each says what went wrong, what state the board was left in, and what to do.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use espfleet_compiler::target::Chip;
+use miette::Diagnostic;
+use thiserror::Error;
+
+/// What a failed (or interrupted) flash left on the board. Every error carries one, so an
+/// operator never has to guess whether a board is safe to ship.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum BoardState {
+    /// Nothing was written: the flash holds whatever it held before.
+    Untouched,
+    /// Some parts were written and verified, then writing stopped. `interrupted` is the part
+    /// that was being written (it is incomplete), if one was.
+    PartiallyWritten {
+        /// Parts written and verified before the failure.
+        completed: Vec<String>,
+        /// The part being written when it failed; its region holds a mix of old, erased and
+        /// new bytes.
+        interrupted: Option<String>,
+    },
+    /// Every part was written and verified, but the final reset failed.
+    WrittenNotReset,
+}
+
+impl fmt::Display for BoardState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BoardState::Untouched => {
+                f.write_str("nothing was written; the board's flash is unchanged")
+            }
+            BoardState::PartiallyWritten {
+                completed,
+                interrupted,
+            } => {
+                match interrupted {
+                    Some(part) => {
+                        write!(f, "the board is PARTIALLY WRITTEN: `{part}` is incomplete")?
+                    }
+                    None => f.write_str("the board is PARTIALLY WRITTEN")?,
+                }
+                if completed.is_empty() {
+                    f.write_str(" and no part was completed")
+                } else {
+                    write!(f, " (completed: {})", completed.join(", "))
+                }
+            }
+            BoardState::WrittenNotReset => {
+                f.write_str("every part was written and verified, but the board was not reset")
+            }
+        }
+    }
+}
+
+/// Why a flash failed. Codes are stable (`espfleet::flash::...`); scripts and the daemon key on
+/// them.
+#[derive(Debug, Error, Diagnostic)]
+pub enum FlashError {
+    /// The image itself cannot be flashed (overlapping or out-of-range segments).
+    #[error("the image cannot be flashed: {reason}")]
+    #[diagnostic(
+        code(espfleet::flash::invalid_image),
+        help("this is a bug in whatever produced the image; rebuild it. Nothing was written.")
+    )]
+    InvalidImage {
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The serial port does not exist.
+    #[error("serial port {} does not exist", port.display())]
+    #[diagnostic(
+        code(espfleet::flash::port_missing),
+        help(
+            "check that the board is plugged in and the cable carries data (some cables are \
+             charge-only); `ls /dev/serial/by-id/` lists the ports present. Nothing was written."
+        )
+    )]
+    PortMissing {
+        /// The port path as given.
+        port: PathBuf,
+    },
+
+    /// Another program holds the port.
+    #[error("serial port {} is busy: another program has it open", port.display())]
+    #[diagnostic(
+        code(espfleet::flash::port_busy),
+        help(
+            "close serial monitors (idf.py monitor, screen, minicom, another espfleet) using it; \
+             `fuser -v {}` shows who. ModemManager can also grab new ports. Nothing was written.",
+            port.display()
+        )
+    )]
+    PortBusy {
+        /// The port path.
+        port: PathBuf,
+    },
+
+    /// The port exists but could not be opened for another reason (permissions, driver).
+    #[error("cannot open serial port {}: {detail}", port.display())]
+    #[diagnostic(
+        code(espfleet::flash::port_open),
+        help(
+            "if it says permission denied, add yourself to the `dialout` group (then log in \
+             again) or install espfleet's udev rules. Nothing was written."
+        )
+    )]
+    PortOpen {
+        /// The port path.
+        port: PathBuf,
+        /// The operating system's message.
+        detail: String,
+    },
+
+    /// Nothing answered the bootloader's SYNC.
+    #[error("no response from a bootloader on {}", port.display())]
+    #[diagnostic(
+        code(espfleet::flash::no_response),
+        help(
+            "the chip is not in download mode or is not connected. Hold BOOT (IO0/GPIO9) down, \
+             press and release RESET (EN), then release BOOT and try again; if your board has no \
+             auto-reset circuit use `--before no-reset` after doing that. Check the cable, the \
+             port and that nothing else drives the UART pins. Nothing was written."
+        )
+    )]
+    NoResponse {
+        /// The port path.
+        port: PathBuf,
+        /// The reset performed before connecting, for the message.
+        before: String,
+        /// The library's own error, for `--verbose` readers.
+        #[source]
+        source: Box<espflash::Error>,
+    },
+
+    /// The board is a different chip than the image was built for.
+    #[error("wrong chip: the image is for {expected}, but the board on {} is {found}", port.display())]
+    #[diagnostic(
+        code(espfleet::flash::wrong_chip),
+        help(
+            "use the manifest built for this board, or plug in the right board. Nothing was \
+             written."
+        )
+    )]
+    WrongChip {
+        /// The port path.
+        port: PathBuf,
+        /// The chip the image needs.
+        expected: Chip,
+        /// What the board reported (espflash's name; may be a chip espfleet does not support).
+        found: String,
+    },
+
+    /// The board's flash is smaller than the image needs.
+    #[error(
+        "flash too small: the image needs {needed_mb} MB of flash, but the board on {} has {found_mb} MB",
+        port.display()
+    )]
+    #[diagnostic(
+        code(espfleet::flash::flash_too_small),
+        help(
+            "this board has a smaller flash than the module the manifest describes; use a \
+             manifest for a {found_mb} MB module, or a board with at least {needed_mb} MB. \
+             Nothing was written."
+        )
+    )]
+    FlashTooSmall {
+        /// The port path.
+        port: PathBuf,
+        /// Flash size the image needs, in MiB (rounded up).
+        needed_mb: u32,
+        /// Flash size detected, in MiB.
+        found_mb: u32,
+    },
+
+    /// The board's MAC is not the one expected.
+    #[error("wrong board: expected MAC {expected}, but the board on {} has MAC {found}", port.display())]
+    #[diagnostic(
+        code(espfleet::flash::mac_mismatch),
+        help(
+            "this is not the board this image is for (images with per-board data are tied to a MAC); plug in the right one. Nothing was written."
+        )
+    )]
+    MacMismatch {
+        /// The port path.
+        port: PathBuf,
+        /// The MAC asked for.
+        expected: String,
+        /// The MAC the board reported.
+        found: String,
+    },
+
+    /// The board disappeared (unplugged, reset, cable) while we were talking to it.
+    #[error("the board on {} vanished during {during}; {state}", port.display())]
+    #[diagnostic(
+        code(espfleet::flash::device_vanished),
+        help(
+            "the board was unplugged or lost power, or the USB connection dropped. A board that \
+             was partially written will not boot correctly: plug it back in and flash it again."
+        )
+    )]
+    DeviceVanished {
+        /// The port path.
+        port: PathBuf,
+        /// What we were doing.
+        during: &'static str,
+        /// What was left on the board.
+        state: BoardState,
+        /// The underlying error.
+        #[source]
+        source: Box<espflash::Error>,
+    },
+
+    /// The board stopped answering properly while writing (the port is still there).
+    #[error("writing failed on {}: {summary}; {state}", port.display())]
+    #[diagnostic(
+        code(espfleet::flash::write_failed),
+        help(
+            "the serial link dropped or garbled data. Flash the board again (a partially written \
+             board will not boot correctly); if it keeps failing, use a lower `--baud`, a \
+             shorter cable or another USB port."
+        )
+    )]
+    WriteFailed {
+        /// The port path.
+        port: PathBuf,
+        /// espflash's description of the failure.
+        summary: String,
+        /// What was left on the board.
+        state: BoardState,
+        /// The underlying error.
+        #[source]
+        source: Box<espflash::Error>,
+    },
+
+    /// The bootloader rejected a block as garbled (bad checksum, bad length, broken deflate
+    /// stream): bytes were corrupted on the serial link.
+    #[error("data was corrupted on the way to the board on {}: {summary}; {state}", port.display())]
+    #[diagnostic(
+        code(espfleet::flash::data_corrupted),
+        help(
+            "the serial link garbled bytes (noise, a long or poor cable, a baud rate the USB \
+             bridge cannot hold). Flash the board again, at a lower `--baud` or with a better \
+             cable; a partially written board will not boot correctly."
+        )
+    )]
+    DataCorrupted {
+        /// The port path.
+        port: PathBuf,
+        /// The bootloader's complaint.
+        summary: String,
+        /// What was left on the board.
+        state: BoardState,
+        /// The underlying error.
+        #[source]
+        source: Box<espflash::Error>,
+    },
+
+    /// After writing, the flash did not hold what we wrote.
+    #[error(
+        "verification failed for `{part}` at {offset:#x} on {}: the flash does not hold what was written; {state}",
+        port.display()
+    )]
+    #[diagnostic(
+        code(espfleet::flash::verify_failed),
+        help(
+            "bytes were corrupted on the way or the flash chip did not program correctly. Flash \
+             the board again; if it fails again at the same part, the board's flash (or its \
+             power supply) is faulty."
+        )
+    )]
+    VerifyFailed {
+        /// The port path.
+        port: PathBuf,
+        /// The part whose MD5 did not match.
+        part: String,
+        /// Its flash offset.
+        offset: u32,
+        /// What was left on the board.
+        state: BoardState,
+    },
+
+    /// Talking to the bootloader failed before anything was written (after it had answered).
+    #[error("lost contact with the bootloader on {} during {during}; {state}", port.display())]
+    #[diagnostic(
+        code(espfleet::flash::protocol),
+        help(
+            "the board answered at first and then stopped making sense. Reset it into download \
+             mode and try again, if needed at a lower `--baud`."
+        )
+    )]
+    Protocol {
+        /// The port path.
+        port: PathBuf,
+        /// What we were doing.
+        during: &'static str,
+        /// What was left on the board.
+        state: BoardState,
+        /// The underlying error.
+        #[source]
+        source: Box<espflash::Error>,
+    },
+
+    /// Everything was written and verified, but the reset afterwards failed.
+    #[error("the board on {} was written and verified, but resetting it failed", port.display())]
+    #[diagnostic(
+        code(espfleet::flash::reset_failed),
+        help(
+            "press RESET (EN) or power-cycle the board to start the new firmware. For ports \
+             without DTR/RTS use `--after no-reset`."
+        )
+    )]
+    ResetFailed {
+        /// The port path.
+        port: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: Box<espflash::Error>,
+    },
+}
+
+impl FlashError {
+    /// What the failure left on the board.
+    pub fn board_state(&self) -> BoardState {
+        match self {
+            FlashError::DeviceVanished { state, .. }
+            | FlashError::WriteFailed { state, .. }
+            | FlashError::DataCorrupted { state, .. }
+            | FlashError::VerifyFailed { state, .. }
+            | FlashError::Protocol { state, .. } => state.clone(),
+            FlashError::ResetFailed { .. } => BoardState::WrittenNotReset,
+            _ => BoardState::Untouched,
+        }
+    }
+
+    /// The stable code, as in the diagnostic (`espfleet::flash::no_response`).
+    pub fn code_str(&self) -> String {
+        self.code().map(|c| c.to_string()).unwrap_or_default()
+    }
+}

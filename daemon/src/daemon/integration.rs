@@ -4,11 +4,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use espflash::connection::{Connection, ResetAfterOperation, ResetBeforeOperation};
-use serialport::SerialPort as _;
 use espflash::flasher::Flasher;
-use espfleet_compiler::device_match::{parse_mac, ChipFacts};
+use espfleet_compiler::device_match::{ChipFacts, parse_mac};
 use espfleet_compiler::image::FlashImage;
 use espfleet_compiler::target::Chip;
+use serialport::SerialPort as _;
 
 use super::board::{BoardConnector, BoardSession, FlashFailure, FlashReport, Progress};
 use super::manifests::{LoadedManifest, ManifestLoader};
@@ -29,7 +29,9 @@ impl CompilerLoader {
 
 fn render(d: &dyn miette::Diagnostic) -> String {
     let mut out = String::new();
-    let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor()).with_width(100);
+    let handler =
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+            .with_width(100);
     if handler.render_report(&mut out, d).is_err() {
         return d.to_string();
     }
@@ -51,7 +53,10 @@ impl ManifestLoader for CompilerLoader {
 }
 
 /// Builds a plan's images through the compiler's cache.
-fn build_image(plan: &espfleet_compiler::manifest::Plan, cache_dir: &Path) -> Result<FlashImage, String> {
+fn build_image(
+    plan: &espfleet_compiler::manifest::Plan,
+    cache_dir: &Path,
+) -> Result<FlashImage, String> {
     let _ = cache_dir;
     Err(format!(
         "{}: this espfleetd was built before the compiler's image build step existed; nothing to flash",
@@ -73,43 +78,97 @@ impl SerialConnector {
 }
 
 fn gone_or_transient(port: &Path, message: String) -> FlashFailure {
-    FlashFailure { transient: true, board_gone: !port.exists(), message }
+    FlashFailure {
+        transient: true,
+        board_gone: !port.exists(),
+        message,
+    }
 }
 
 impl BoardConnector for SerialConnector {
     /// Identifies the board over a short ROM session at 115200 baud that changes nothing
     /// (no baud switch, no stub, no reset afterwards), so the flash that may follow connects
     /// to the same loader state.
-    fn connect(&self, path: &Path, cancel: &AtomicBool) -> Result<Box<dyn BoardSession>, FlashFailure> {
+    fn connect(
+        &self,
+        path: &Path,
+        cancel: &AtomicBool,
+    ) -> Result<Box<dyn BoardSession>, FlashFailure> {
         let port = Port::new(path);
         let mut serial = port.open().map_err(|e| failure_from(&e, path))?;
         let has_lines = serial.read_clear_to_send().is_ok();
-        let before = match (has_lines, port.usb().is_some_and(flasher::UsbIds::is_usb_serial_jtag)) {
+        let before = match (
+            has_lines,
+            port.usb().is_some_and(flasher::UsbIds::is_usb_serial_jtag),
+        ) {
             (false, _) => ResetBeforeOperation::NoReset,
             (true, true) => ResetBeforeOperation::UsbReset,
             (true, false) => ResetBeforeOperation::DefaultReset,
         };
-        let connection = Connection::new(serial, port.espflash_info(), ResetAfterOperation::NoReset, before, 115_200);
-        let mut rom = Flasher::connect(connection, false, false, false, None, None)
-            .map_err(|e| gone_or_transient(path, format!("no answer from the ROM bootloader on {}: {e}; nothing was written", path.display())))?;
-        let info = rom
-            .device_info()
-            .map_err(|e| gone_or_transient(path, format!("identifying the board on {}: {e}; nothing was written", path.display())))?;
+        let connection = Connection::new(
+            serial,
+            port.espflash_info(),
+            ResetAfterOperation::NoReset,
+            before,
+            115_200,
+        );
+        let mut rom =
+            Flasher::connect(connection, false, false, false, None, None).map_err(|e| {
+                gone_or_transient(
+                    path,
+                    format!(
+                        "no answer from the ROM bootloader on {}: {e}; nothing was written",
+                        path.display()
+                    ),
+                )
+            })?;
+        let info = rom.device_info().map_err(|e| {
+            gone_or_transient(
+                path,
+                format!(
+                    "identifying the board on {}: {e}; nothing was written",
+                    path.display()
+                ),
+            )
+        })?;
         drop(rom);
         if cancel.load(Ordering::Relaxed) {
-            return Err(FlashFailure { transient: false, board_gone: true, message: "unplugged while connecting".into() });
+            return Err(FlashFailure {
+                transient: false,
+                board_gone: true,
+                message: "unplugged while connecting".into(),
+            });
         }
-        let chip = info.chip.to_string().parse::<Chip>().map_err(|_| FlashFailure {
-            transient: false,
-            board_gone: false,
-            message: format!("{} is a {}, which espfleet does not flash; nothing was written", path.display(), info.chip),
-        })?;
-        let mac = info.mac_address.as_deref().and_then(parse_mac).ok_or_else(|| FlashFailure {
-            transient: true,
-            board_gone: false,
-            message: format!("{}: the bootloader reported no readable MAC; nothing was written", path.display()),
-        })?;
-        Ok(Box::new(SerialSession { port, facts: ChipFacts { chip, mac }, baud: self.baud }))
+        let chip = info
+            .chip
+            .to_string()
+            .parse::<Chip>()
+            .map_err(|_| FlashFailure {
+                transient: false,
+                board_gone: false,
+                message: format!(
+                    "{} is a {}, which espfleet does not flash; nothing was written",
+                    path.display(),
+                    info.chip
+                ),
+            })?;
+        let mac = info
+            .mac_address
+            .as_deref()
+            .and_then(parse_mac)
+            .ok_or_else(|| FlashFailure {
+                transient: true,
+                board_gone: false,
+                message: format!(
+                    "{}: the bootloader reported no readable MAC; nothing was written",
+                    path.display()
+                ),
+            })?;
+        Ok(Box::new(SerialSession {
+            port,
+            facts: ChipFacts { chip, mac },
+            baud: self.baud,
+        }))
     }
 }
 
@@ -124,22 +183,45 @@ impl BoardSession for SerialSession {
         self.facts
     }
 
-    fn flash(&mut self, image: &FlashImage, cancel: &AtomicBool, progress: &mut dyn FnMut(Progress)) -> Result<FlashReport, FlashFailure> {
+    fn flash(
+        &mut self,
+        image: &FlashImage,
+        cancel: &AtomicBool,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<FlashReport, FlashFailure> {
         if cancel.load(Ordering::Relaxed) {
-            return Err(FlashFailure { transient: false, board_gone: true, message: "unplugged before flashing; nothing was written".into() });
+            return Err(FlashFailure {
+                transient: false,
+                board_gone: true,
+                message: "unplugged before flashing; nothing was written".into(),
+            });
         }
-        let opts = FlashOptions { baud: self.baud, expected_mac: Some(MacAddress(self.facts.mac)), ..FlashOptions::default() };
+        let opts = FlashOptions {
+            baud: self.baud,
+            expected_mac: Some(MacAddress(self.facts.mac)),
+            ..FlashOptions::default()
+        };
         let sizes: Vec<u64> = image.segments.iter().map(|s| s.data.len() as u64).collect();
         let total: u64 = sizes.iter().sum();
         let mut finished = 0u64;
         let mut on_event = |ev: FlashEvent| match ev {
             FlashEvent::PartUnchanged { index } | FlashEvent::PartWritten { index } => {
                 finished += sizes[index];
-                progress(Progress { done: finished, total });
+                progress(Progress {
+                    done: finished,
+                    total,
+                });
             }
-            FlashEvent::PartProgress { index, done, blocks } if blocks > 0 => {
+            FlashEvent::PartProgress {
+                index,
+                done,
+                blocks,
+            } if blocks > 0 => {
                 let part = sizes[index] * done as u64 / blocks as u64;
-                progress(Progress { done: finished + part, total });
+                progress(Progress {
+                    done: finished + part,
+                    total,
+                });
             }
             _ => {}
         };
@@ -147,8 +229,16 @@ impl BoardSession for SerialSession {
             Ok(r) => Ok(FlashReport {
                 bytes_written: r.bytes_written,
                 bytes_total: r.bytes_total,
-                segments_skipped: r.parts.iter().filter(|p| p.outcome == PartOutcome::Skipped).count(),
-                segments_written: r.parts.iter().filter(|p| p.outcome == PartOutcome::Written).count(),
+                segments_skipped: r
+                    .parts
+                    .iter()
+                    .filter(|p| p.outcome == PartOutcome::Skipped)
+                    .count(),
+                segments_written: r
+                    .parts
+                    .iter()
+                    .filter(|p| p.outcome == PartOutcome::Written)
+                    .count(),
             }),
             Err(e) => Err(failure_from(&e, self.port.path())),
         }
@@ -168,5 +258,9 @@ fn failure_from(e: &FlashError, path: &Path) -> FlashFailure {
         | FlashError::ResetFailed { .. } => (true, !path.exists()),
         _ => (false, false),
     };
-    FlashFailure { transient, board_gone, message: format!("{e} [{}]", e.code_str()) }
+    FlashFailure {
+        transient,
+        board_gone,
+        message: format!("{e} [{}]", e.code_str()),
+    }
 }

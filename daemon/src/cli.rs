@@ -16,10 +16,12 @@ use clap::{Parser, Subcommand};
 mod build;
 mod check;
 mod flash;
+mod history;
 mod nvs;
 mod partitions;
 mod schema;
 mod sim;
+mod status;
 
 /// Global options shared by every subcommand.
 #[derive(Debug, Clone, clap::Args)]
@@ -82,6 +84,10 @@ enum Command {
     Nvs(nvs::NvsArgs),
     /// Run a simulated ESP32 / ESP32-C3 on a pseudo-terminal for esptool, espflash or espfleet.
     Sim(Box<sim::SimArgs>),
+    /// What espfleetd did: its journal of flash attempts.
+    History(history::HistoryArgs),
+    /// Ask the running espfleetd what each port is doing.
+    Status(status::StatusArgs),
 }
 
 /// Entry point of the `espfleet` binary: parse arguments, set up diagnostics and logging, run.
@@ -96,6 +102,8 @@ pub fn main() -> ExitCode {
         Command::Flash(args) => flash::run(args, &cli.global),
         Command::Nvs(args) => nvs::run(args, &cli.global),
         Command::Sim(args) => sim::run(*args, &cli.global),
+        Command::History(args) => history::run(args, &cli.global),
+        Command::Status(args) => status::run(args, &cli.global),
     };
     match result {
         Ok(code) => code,

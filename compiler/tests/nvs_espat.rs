@@ -14,12 +14,33 @@ fn mfg_nvs_csv() -> String {
     let p = |rel: &str| raw.join(rel).display().to_string();
     let mut csv = String::from("key,type,encoding,value\n");
     let pki: [(&str, &[(&str, &str)]); 9] = [
-        ("server_cert", &[("server_cert", "server_cert/server_cert.crt")]),
+        (
+            "server_cert",
+            &[("server_cert", "server_cert/server_cert.crt")],
+        ),
         ("server_key", &[("server_key", "server_key/server.key")]),
         ("server_ca", &[("server_ca", "server_ca/server_ca.crt")]),
-        ("client_cert", &[("client_cert.0", "client_cert/client_cert_00.crt"), ("client_cert.1", "client_cert/client_cert_01.crt")]),
-        ("client_key", &[("client_key.0", "client_key/client_key_00.key"), ("client_key.1", "client_key/client_key_01.key")]),
-        ("client_ca", &[("client_ca.0", "client_ca/client_ca_00.crt"), ("client_ca.1", "client_ca/client_ca_01.crt")]),
+        (
+            "client_cert",
+            &[
+                ("client_cert.0", "client_cert/client_cert_00.crt"),
+                ("client_cert.1", "client_cert/client_cert_01.crt"),
+            ],
+        ),
+        (
+            "client_key",
+            &[
+                ("client_key.0", "client_key/client_key_00.key"),
+                ("client_key.1", "client_key/client_key_01.key"),
+            ],
+        ),
+        (
+            "client_ca",
+            &[
+                ("client_ca.0", "client_ca/client_ca_00.crt"),
+                ("client_ca.1", "client_ca/client_ca_01.crt"),
+            ],
+        ),
         ("mqtt_cert", &[("mqtt_cert", "mqtt_cert/mqtt_client.crt")]),
         ("mqtt_key", &[("mqtt_key", "mqtt_key/mqtt_client.key")]),
         ("mqtt_ca", &[("mqtt_ca", "mqtt_ca/mqtt_ca.crt")]),
@@ -38,7 +59,9 @@ fn mfg_nvs_csv() -> String {
     );
     let gatts = std::fs::read_to_string(raw.join("ble_data/gatts_data.csv")).unwrap();
     let rows = read_records(&gatts).unwrap();
-    let rows = rows.iter().filter(|r| !r.fields.is_empty() && !r.fields[0].starts_with('#'));
+    let rows = rows
+        .iter()
+        .filter(|r| !r.fields.is_empty() && !r.fields[0].starts_with('#'));
     for (k, r) in rows.enumerate() {
         csv.push_str(&format!("cfg{k},data,string,\"{}\"\n", r.fields.join(",")));
     }
@@ -46,21 +69,34 @@ fn mfg_nvs_csv() -> String {
 }
 
 fn build(trailing: TrailingPages) -> Vec<u8> {
-    let input = CsvInput { name: "mfg_nvs.csv".into(), text: mfg_nvs_csv() };
-    let options = Options { version: Version::V2, size: 114_688, trailing };
+    let input = CsvInput {
+        name: "mfg_nvs.csv".into(),
+        text: mfg_nvs_csv(),
+    };
+    let options = Options {
+        version: Version::V2,
+        size: 114_688,
+        trailing,
+    };
     generate(&[input], &options, std::path::Path::new("/")).unwrap()
 }
 
 #[test]
 fn esp_at_master_mfg_nvs_current_generator() {
     let image = build(TrailingPages::Erased);
-    assert_eq!(nvs_support::sha256_hex(&image), "42d73ef6fdbc0662e3c2caaae073b47f527c6a4e1cf68b41ae70195cb6a83ec2");
+    assert_eq!(
+        nvs_support::sha256_hex(&image),
+        "42d73ef6fdbc0662e3c2caaae073b47f527c6a4e1cf68b41ae70195cb6a83ec2"
+    );
 }
 
 #[test]
 fn esp_at_master_mfg_nvs_legacy_trailing_pages() {
     let image = build(TrailingPages::Legacy);
-    assert_eq!(nvs_support::sha256_hex(&image), "2201ffa8e93e0870cbf8438190f5d8fd71b990f7390460cc6eab5103ad0a8fd6");
+    assert_eq!(
+        nvs_support::sha256_hex(&image),
+        "2201ffa8e93e0870cbf8438190f5d8fd71b990f7390460cc6eab5103ad0a8fd6"
+    );
     // The decoder recognises the form, so `dump` suggests --legacy-pages.
     assert_eq!(decode(&image).trailing, TrailingPages::Legacy);
 }

@@ -44,8 +44,8 @@ pub struct Plan {
     pub at_customize: TablePlan,
     /// PKI items in the order ESP-AT's dependency file lists their roles.
     pub pki: Vec<PkiPlan>,
-    /// GATTS rows, when the manifest has BLE services (and the firmware BLE).
-    pub ble: Option<Vec<GattsRow>>,
+    /// GATTS table, when the manifest has BLE services (and the firmware BLE).
+    pub ble: Option<BlePlan>,
     /// Firmware parts to flash besides the generated images.
     pub firmware: Vec<PartPlan>,
     /// Daemon match rules.
@@ -194,18 +194,18 @@ pub struct PkiPlan {
     pub place: Option<Place>,
 }
 
-/// One GATTS attribute row, fields as ESP-AT's CSV writes them
-/// (`index,uuid_len,uuid,perm,val_max_len,val_cur_len,value`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct GattsRow {
-    /// The seven fields as text.
-    pub fields: [String; 7],
+/// The GATTS table in the two forms ESP-AT's generators read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlePlan {
+    /// Era B: the attribute rows, each becoming a `cfgN` string of `ble_data`.
+    pub rows: Vec<crate::esp_at::ble_data::GattRow>,
+    /// Era A: the table as `BLEService.py` reads it (header columns + rows), for `ble_data.bin`.
+    pub table: crate::esp_at::ble_data::GattCsv,
 }
 
-impl GattsRow {
-    /// The era-B `cfgN` string: the fields joined by commas.
-    pub fn cfg_string(&self) -> String {
-        self.fields.join(",")
+impl Serialize for BlePlan {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.rows.iter().map(|r| r.fields().join(",")))
     }
 }
 

@@ -1,6 +1,8 @@
 //! Stage 2: from parsed documents (the manifest and the bases it extends) and the module
 //! catalogue to a validated [`Plan`], collecting every problem before any byte is emitted.
 
+mod certificates;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,7 +10,7 @@ use std::sync::Arc;
 use super::document::{self, AttributeNode, Document, PkiKind, PkiRole, TableNode, UuidValue};
 use super::error::{Diagnostics, ErrorKind, ManifestError, did_you_mean};
 use super::plan::{
-    FactoryParams, GattsRow, InputFiles, ModuleInfo, PartPlan, PkiPlan, Plan, TablePlan, TableRow,
+    BlePlan, FactoryParams, InputFiles, ModuleInfo, PartPlan, PkiPlan, Plan, TablePlan, TableRow,
 };
 use super::source::{Place, SourceFile, Spanned};
 use crate::catalogue::{Catalogue, Layout, Module};
@@ -659,6 +661,7 @@ impl<'a> Resolver<'a> {
         self.check_at_customize(&partition_table, &at_customize, doc);
         self.check_dependencies(era, release, &features, &at_customize, doc);
         let pki = self.pki(doc, release, era, &features, &at_customize);
+        self.check_pki(&pki, era, &at_customize);
         let ble = self.ble(doc, era, &features, &at_customize);
         let firmware = self.firmware(doc, chip, &partition_table, &at_customize);
         let nvs_pages = match doc
@@ -1416,7 +1419,7 @@ impl<'a> Resolver<'a> {
         era: Era,
         features: &BTreeSet<String>,
         atc: &TablePlan,
-    ) -> Option<Vec<GattsRow>> {
+    ) -> Option<BlePlan> {
         let node = doc.ble.as_ref()?;
         let place = node
             .gatts
@@ -1460,8 +1463,8 @@ impl<'a> Resolver<'a> {
         if let Some(g) = &node.gatts {
             let path = g.place.file.dir().join(&g.value);
             let bytes = read_file(&path, Some(&g.place), self.files, self.diags)?;
-            return match parse_gatts_csv(&bytes) {
-                Ok(rows) => Some(rows),
+            return match read_gatts_csv(&bytes) {
+                Ok(plan) => Some(plan),
                 Err(why) => {
                     self.err(
                         ManifestError::new(ErrorKind::GattsInvalid, format!("{}: {why}", path.display()))
@@ -1509,7 +1512,8 @@ impl<'a> Resolver<'a> {
                 }
             }
         }
-        Some(rows)
+        let table = crate::esp_at::ble_data::GattCsv::from_rows(&rows);
+        Some(BlePlan { rows, table })
     }
 
     fn attribute_row(&mut self, a: &AttributeNode) -> Option<[String; 6]> {
@@ -1632,11 +1636,9 @@ fn hex_byte(b: u8) -> String {
     format!("0x{b:02X}")
 }
 
-fn push_row(rows: &mut Vec<GattsRow>, rest: [String; 6]) {
+fn push_row(rows: &mut Vec<crate::esp_at::ble_data::GattRow>, rest: [String; 6]) {
     let [a, b, c, d, e, f] = rest;
-    rows.push(GattsRow {
-        fields: [rows.len().to_string(), a, b, c, d, e, f],
-    });
+    rows.push(crate::esp_at::ble_data::GattRow::from_fields(&[rows.len().to_string(), a, b, c, d, e, f]));
 }
 
 fn uuid_bytes_hex(u: &UuidValue) -> (usize, String) {
@@ -1673,46 +1675,34 @@ fn catalogue_rows(csv: &str) -> Vec<TableRow> {
         .collect()
 }
 
-/// ESP-AT's GATTS CSV, either form: `gatts_data.csv` (commented header, rows until the end) or
-/// `example.csv` / `GattServiceExample.csv` (a header row, optionally ended by an empty row).
-fn parse_gatts_csv(bytes: &[u8]) -> Result<Vec<GattsRow>, String> {
+/// ESP-AT's GATTS CSV in both eras' readings. Era B (`mfg_nvs.py`) takes every row not starting
+/// with `#`; era A (`BLEService.py`) reads a header row, then rows up to the first empty one. A
+/// header row (`index,...`) and the trailing empty row of era-A files are dropped for era B, and a
+/// commented header (`# index,...`, era-B files) is read as the header for era A, so that either
+/// file works with either era.
+fn read_gatts_csv(bytes: &[u8]) -> Result<BlePlan, String> {
+    use crate::esp_at::ble_data;
     let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())?;
-    let mut rows = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim_end_matches('\r');
-        if line.trim().is_empty() || line.trim_start().starts_with('#') {
-            continue;
-        }
-        let fields: Vec<String> = line
-            .split(',')
-            .map(|f| f.trim().trim_matches('"').to_owned())
-            .collect();
-        if fields.iter().all(String::is_empty) {
-            break;
-        }
-        if fields[0] == "index" {
-            continue;
-        }
-        let Ok(arr) = <[String; 7]>::try_from(fields.clone()) else {
-            return Err(format!(
-                "line {}: expected 7 fields, found {}",
-                i + 1,
-                fields.len()
-            ));
-        };
-        if arr[0].parse::<u32>().is_err() {
-            return Err(format!(
-                "line {}: index `{}` is not a number",
-                i + 1,
-                arr[0]
-            ));
-        }
-        rows.push(GattsRow { fields: arr });
+    let mut rows = ble_data::parse_gatts_csv(text).map_err(|e| e.to_string())?;
+    if rows.first().is_some_and(|r| r.index == "index") {
+        rows.remove(0);
+    }
+    if let Some(end) = rows.iter().position(|r| r.fields().iter().all(|f| f.is_empty())) {
+        rows.truncate(end);
     }
     if rows.is_empty() {
         return Err("no attribute rows".to_owned());
     }
-    Ok(rows)
+    for (i, r) in rows.iter().enumerate() {
+        if r.index.parse::<u32>().is_err() {
+            return Err(format!("row {}: index `{}` is not a number", i + 1, r.index));
+        }
+    }
+    let mut table = ble_data::parse_era_a_csv(text.trim_start().trim_start_matches('#')).map_err(|e| e.to_string())?;
+    if let Some(first) = table.columns.first_mut() {
+        *first = first.trim().to_owned();
+    }
+    Ok(BlePlan { rows, table })
 }
 
 /// Where a named firmware part goes when the manifest gives no offset.

@@ -339,7 +339,7 @@ fn eight_boards_at_once_get_their_manifests_and_a_replug_only_verifies() {
 #[test]
 fn unplugged_mid_flash_is_recorded_and_the_next_plug_in_flashes() {
     let bench = Bench::start(|dir| {
-        write_manifest(dir, "c3.json.kdl", Chip::Esp32c3, CP210X, 7, 128 * 1024)
+        write_manifest(dir, "c3.json.kdl", Chip::Esp32c3, CP210X, 7, 128 * 1024);
     });
     let flash_file = bench.manifests.parent().unwrap().join("board5.flash");
     // The board vanishes when the stub receives its third FLASH_DATA block (the images are
@@ -369,7 +369,7 @@ fn unplugged_mid_flash_is_recorded_and_the_next_plug_in_flashes() {
 
     // Plugged in again (same board: its flash file keeps what was written so far).
     let again = bench.board(5, Chip::Esp32c3, |c| {
-        c.flash_file = Some(flash_file.clone())
+        c.flash_file = Some(flash_file.clone());
     });
     bench.plug(&again);
     let recs = bench.wait_records(&again, 2);
@@ -381,7 +381,7 @@ fn unplugged_mid_flash_is_recorded_and_the_next_plug_in_flashes() {
 #[test]
 fn manifest_edits_apply_to_the_next_board_and_a_broken_edit_keeps_the_last_good_version() {
     let bench = Bench::start(|dir| {
-        write_manifest(dir, "c3.json.kdl", Chip::Esp32c3, CP210X, 10, 16 * 1024)
+        write_manifest(dir, "c3.json.kdl", Chip::Esp32c3, CP210X, 10, 16 * 1024);
     });
     let b1 = bench.board(1, Chip::Esp32c3, |_| {});
     bench.plug(&b1);

@@ -3,7 +3,6 @@
 //! Behind a trait so the loop and the workers run the same code against the espflash-based
 //! flasher on real boards, the simulator on a pseudo-terminal, and in-memory fakes in tests.
 
-use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use espfleet_compiler::device_match::ChipFacts;
@@ -72,10 +71,12 @@ pub trait BoardSession: Send {
 /// Opens connections to boards. One connector is shared by every worker.
 pub trait BoardConnector: Send + Sync {
     /// Connects to the bootloader of the board on `port` (resetting it into download mode if
-    /// the port allows) and reads chip and MAC. Writes nothing.
+    /// the port allows) and reads chip and MAC. Writes nothing. The port's USB facts come from
+    /// the device event, so nothing needs to resolve the device node (which must not be done
+    /// on umockdev's mocked nodes, and costs a sysfs walk on real ones).
     fn connect(
         &self,
-        port: &Path,
+        port: &super::device::SerialPort,
         cancel: &AtomicBool,
     ) -> Result<Box<dyn BoardSession>, FlashFailure>;
 }

@@ -71,8 +71,8 @@ pub enum DeviceEvent {
 pub trait DeviceSource: Send {
     /// A short name for logs ("udev").
     fn name(&self) -> &'static str;
-    /// Starts reporting: first every port already present, then changes, until `events`
-    /// is closed. Runs on a thread of its own.
+    /// Starts reporting: first every port already present, then [`Event::DevicesEnumerated`],
+    /// then changes, until `events` is closed. Runs on a thread of its own.
     fn run(self: Box<Self>, events: mpsc::Sender<Event>);
 }
 
@@ -95,6 +95,9 @@ impl DeviceSource for ChannelSource {
         "test channel"
     }
     fn run(self: Box<Self>, events: mpsc::Sender<Event>) {
+        if events.send(Event::DevicesEnumerated).is_err() {
+            return;
+        }
         for ev in self.rx {
             if events.send(Event::Device(ev)).is_err() {
                 return;

@@ -62,7 +62,7 @@ pub struct Args {
 pub fn main() -> ExitCode {
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("ESPFLEET_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,espflash=error"));
     // journald adds its own timestamps; plain lines without ANSI colour.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

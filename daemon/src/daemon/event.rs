@@ -16,6 +16,9 @@ pub type WorkerId = u64;
 pub enum Event {
     /// A serial port appeared, was there at start, or went away.
     Device(DeviceEvent),
+    /// The device source is listening and has reported every port present at start: the
+    /// daemon is ready (READY=1).
+    DevicesEnumerated,
     /// Something changed in the manifest directory (debounced by the loop).
     ManifestsChanged,
     /// A worker has something to say.

@@ -189,6 +189,7 @@ impl Daemon {
     }
 
     /// Runs until shutdown (`Ok`) or until a source dies (`Err`).
+    #[allow(clippy::too_many_lines)] // the one match over every event reads best in one place
     pub fn run(mut self, source: Box<dyn DeviceSource>) -> Result<(), DaemonError> {
         self.rescan_manifests()?;
         let _watcher =
@@ -224,10 +225,9 @@ impl Daemon {
             manifests = self.store.in_force().count(),
             dir = %self.config.manifest_dir.display(),
             journal = %self.journal.path().display(),
-            "espfleetd ready, watching {source_name}"
+            "espfleetd started, watching {source_name}"
         );
         self.publish();
-        let _ = self.notifier.ready(&self.summary());
 
         let tick = self
             .notifier
@@ -261,6 +261,13 @@ impl Daemon {
                 }
             };
             match event {
+                Event::DevicesEnumerated => {
+                    tracing::info!(
+                        "{source_name}: {} ports present at start; ready",
+                        self.ports.len()
+                    );
+                    let _ = self.notifier.ready(&self.summary());
+                }
                 Event::Device(DeviceEvent::Present(port)) => self.on_present(port),
                 Event::Device(DeviceEvent::Added(port)) => self.on_added(port, false),
                 Event::Device(DeviceEvent::Removed { syspath, devnode }) => {
@@ -431,8 +438,7 @@ impl Daemon {
         self.next_id += 1;
         let spawned = worker::spawn(
             id,
-            port.syspath.clone(),
-            port.devnode.clone(),
+            port.clone(),
             self.connector.clone(),
             self.config.retry,
             self.tx.clone(),

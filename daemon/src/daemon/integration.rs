@@ -11,6 +11,7 @@ use espfleet_compiler::target::Chip;
 use serialport::SerialPort as _;
 
 use super::board::{BoardConnector, BoardSession, FlashFailure, FlashReport, Progress};
+use super::device::SerialPort;
 use super::manifests::{LoadedManifest, ManifestLoader};
 use crate::flasher::{self, FlashError, FlashEvent, FlashOptions, MacAddress, PartOutcome, Port};
 
@@ -91,10 +92,19 @@ impl BoardConnector for SerialConnector {
     /// to the same loader state.
     fn connect(
         &self,
-        path: &Path,
+        serial_port: &SerialPort,
         cancel: &AtomicBool,
     ) -> Result<Box<dyn BoardSession>, FlashFailure> {
-        let port = Port::new(path);
+        let path = serial_port.devnode.as_path();
+        let usb = &serial_port.usb;
+        let ids = usb.vid.zip(usb.pid).map(|(vid, pid)| flasher::UsbIds {
+            vid,
+            pid,
+            serial_number: usb.serial.clone(),
+            manufacturer: None,
+            product: None,
+        });
+        let port = Port::with_usb(path, ids);
         let mut serial = port.open().map_err(|e| failure_from(&e, path))?;
         let has_lines = serial.read_clear_to_send().is_ok();
         let before = match (

@@ -20,10 +20,7 @@ impl Notifier {
     pub fn from_env() -> std::io::Result<Self> {
         let socket = match std::env::var_os("NOTIFY_SOCKET") {
             None => None,
-            Some(path) => {
-                let addr = address(&path)?;
-                Some((UnixDatagram::unbound()?, addr))
-            }
+            Some(path) => Some(connect(&path)?),
         };
         let pid_ok = std::env::var("WATCHDOG_PID")
             .ok()
@@ -44,7 +41,10 @@ impl Notifier {
     /// Sends raw `KEY=VALUE` lines.
     pub fn send(&self, state: &str) -> std::io::Result<()> {
         match &self.socket {
-            Some((sock, addr)) => sock.send_to_addr(state.as_bytes(), addr).map(drop),
+            Some((sock, addr)) => match sock.send_to_addr(state.as_bytes(), addr) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
+                other => other.map(drop),
+            },
             None => Ok(()),
         }
     }
@@ -72,6 +72,18 @@ impl Notifier {
     pub fn stopping(&self) -> std::io::Result<()> {
         self.send("STOPPING=1\n")
     }
+}
+
+/// An unbound, non-blocking datagram socket aimed at the service manager's socket. Never let a
+/// slow or stuck reader block the event loop: a notification that does not fit is dropped
+/// (the next one says the same or more).
+fn connect(
+    path: &std::ffi::OsStr,
+) -> std::io::Result<(UnixDatagram, std::os::unix::net::SocketAddr)> {
+    let addr = address(path)?;
+    let sock = UnixDatagram::unbound()?;
+    sock.set_nonblocking(true)?;
+    Ok((sock, addr))
 }
 
 fn one_line(s: &str) -> String {
@@ -122,6 +134,20 @@ mod tests {
         assert_eq!(&buf[..len], b"STATUS=scanning 2 manifests\nREADY=1\n");
         let len = server.recv(&mut buf).unwrap();
         assert_eq!(&buf[..len], b"WATCHDOG=1\n");
+    }
+
+    #[test]
+    fn a_reader_that_never_reads_does_not_block_us() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.sock");
+        let _server = UnixDatagram::bind(&path).unwrap();
+        let n = Notifier {
+            socket: Some(connect(path.as_os_str()).unwrap()),
+            watchdog: Some(Duration::from_secs(1)),
+        };
+        for _ in 0..10_000 {
+            n.watchdog().unwrap();
+        }
     }
 
     #[test]

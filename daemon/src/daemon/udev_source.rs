@@ -58,6 +58,9 @@ fn watch(events: &mpsc::Sender<Event>) -> std::io::Result<()> {
         }
     }
 
+    if events.send(Event::DevicesEnumerated).is_err() {
+        return Ok(());
+    }
     let mut ready = mio::Events::with_capacity(16);
     loop {
         match poll.poll(&mut ready, Some(Duration::from_secs(1))) {

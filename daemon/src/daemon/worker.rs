@@ -5,13 +5,13 @@
 //! Unplugging sets the worker's cancel flag (and makes its serial I/O fail), so a worker
 //! stops cleanly within one serial timeout.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::board::{BoardConnector, FlashFailure, Progress};
+use super::device::SerialPort;
 use super::event::{Event, WorkerEvent, WorkerId};
 use super::manifests::LoadedManifest;
 
@@ -71,24 +71,22 @@ pub struct WorkerHandle {
     pub thread: JoinHandle<()>,
 }
 
-/// Starts a worker for the board at `devnode`.
+/// Starts a worker for the board on `port`.
 pub fn spawn(
     id: WorkerId,
-    syspath: PathBuf,
-    devnode: PathBuf,
+    port: SerialPort,
     connector: Arc<dyn BoardConnector>,
     policy: RetryPolicy,
     events: mpsc::Sender<Event>,
 ) -> std::io::Result<WorkerHandle> {
     let cancel = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
-    let name = format!("flash {}", devnode.display());
+    let name = format!("flash {}", port.devnode.display());
     let c2 = cancel.clone();
     let thread = std::thread::Builder::new().name(name).spawn(move || {
         let w = Worker {
             id,
-            syspath,
-            devnode,
+            port,
             connector,
             policy,
             events,
@@ -107,8 +105,7 @@ pub fn spawn(
 
 struct Worker {
     id: WorkerId,
-    syspath: PathBuf,
-    devnode: PathBuf,
+    port: SerialPort,
     connector: Arc<dyn BoardConnector>,
     policy: RetryPolicy,
     events: mpsc::Sender<Event>,
@@ -128,7 +125,7 @@ impl Worker {
         self.events
             .send(Event::Worker {
                 id: self.id,
-                syspath: self.syspath.clone(),
+                syspath: self.port.syspath.clone(),
                 event,
             })
             .is_ok()
@@ -188,7 +185,7 @@ impl Worker {
     }
 
     fn attempt(&self) -> Step {
-        let mut session = match self.connector.connect(&self.devnode, &self.cancel) {
+        let mut session = match self.connector.connect(&self.port, &self.cancel) {
             Ok(s) => s,
             Err(f) => return Step::Finished(Err(f)),
         };

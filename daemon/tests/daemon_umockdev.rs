@@ -91,7 +91,7 @@ fn ensure_mock_env(test_name: &str) -> bool {
     let st = Command::new("umockdev-wrapper")
         .env("UMOCKDEV_REEXEC", "1")
         .arg(std::env::current_exe().unwrap())
-        .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
+        .args([test_name, "--exact", "--include-ignored", "--nocapture", "--test-threads=1"])
         .status()
         .expect("umockdev-wrapper missing: apt-get install umockdev (see tests/apt-packages.txt)");
     assert!(st.success(), "test under umockdev-wrapper failed: {st}");
@@ -137,12 +137,15 @@ impl Testbed {
             .try_clone_to_owned()
             .unwrap()
     }
-    /// Unplug: `remove` for the tty while its sysfs dir exists, then delete it (umockdev 0.17
-    /// sends no event from `remove_device`).
-    fn remove(&self, syspath: &str) {
+    /// Unplug: `remove` for the tty while its sysfs dir exists (umockdev 0.17 sends no event
+    /// from `remove_device`; the daemon only watches ttys), then delete the devices bottom-up
+    /// as the kernel does, so the same USB path can be plugged again.
+    fn remove(&self, devices_bottom_up: &[String]) {
         unsafe {
-            umockdev_testbed_uevent(self.0, c(syspath).as_ptr(), c("remove").as_ptr());
-            umockdev_testbed_remove_device(self.0, c(syspath).as_ptr());
+            umockdev_testbed_uevent(self.0, c(&devices_bottom_up[0]).as_ptr(), c("remove").as_ptr());
+            for d in devices_bottom_up {
+                umockdev_testbed_remove_device(self.0, c(d).as_ptr());
+            }
         }
     }
 }
@@ -341,7 +344,14 @@ impl Bench {
 
     fn unplug(&self, board: &Board) {
         board.sim.unplug();
-        self.tb.remove(&tty_syspath(board.slot, board.tty));
+        let usb = format!("/sys/devices/pci0000:00/0000:00:14.0/usb1/1-1/1-1.{}", board.slot);
+        let intf = format!("{usb}/1-1.{}:1.0", board.slot);
+        self.tb.remove(&[
+            tty_syspath(board.slot, board.tty),
+            format!("{intf}/ttyUSB{}", board.tty),
+            intf,
+            usb,
+        ]);
     }
 
     fn records(&self) -> Vec<Record> {

@@ -18,6 +18,26 @@
 //! | [`merged`] | the merged factory image (`esptool merge_bin` and the pre-v4.1 combine script) |
 //! | [`flasher_args`] | `flasher_args.json`, `flash_project_args`, `download.config` |
 //!
+//! ## How a build uses these modules
+//!
+//! * Both eras: [`dependency::check`] with the release, the enabled Kconfig symbols and the
+//!   at_customize partition names says which partitions and namespaces to generate;
+//!   [`pki::check`] vets certificates and keys first.
+//! * Era A ([`Era::A`]): [`factory_param::FactoryParam::encode`] (or [`factory_param::generate`]
+//!   from ESP-AT's CSVs), [`pki::build_partition`] per PKI partition (type bytes from
+//!   [`ReleaseFormats::pki_type_bytes`]), [`ble_data::encode_bin`] of
+//!   [`ble_data::service_table`]; each bin goes at its at_customize offset.
+//! * Era B ([`Era::B`]): an [`mfg_nvs::MfgNvs`] (from [`mfg_nvs::pki_namespace`],
+//!   [`mfg_nvs::FactoryParamNvs::namespace`] and [`mfg_nvs::ble_namespace`], in that order, or
+//!   [`mfg_nvs::MfgNvs::from_raw_data_dir`]), then [`mfg_nvs::MfgNvs::encode`] with the
+//!   at_customize size ([`mfg_nvs::at_parse_size`]) and the release's page form.
+//! * Output folder: [`flasher_args::FlasherArgs`] renders `flasher_args.json`,
+//!   `flash_project_args` and `download.config`; [`merged::merge_bin`] with
+//!   [`merged::MergeOptions::esp_at`] makes the padded and unfilled factory images
+//!   ([`merged::combine_script`] reproduces releases before v4.1.0.0).
+//! * Firmware parts from an ESP-AT release folder: [`flasher_args::read_build_folder`];
+//!   [`firmware::layout`] / [`firmware::FirmwareImage::decode`] check them.
+//!
 //! Everything here is bytes in, bytes out: no file system access except in the few functions
 //! whose name says they read an ESP-AT directory (`*_from_dir`), and no printing.
 

@@ -22,6 +22,16 @@
 //! checks them, so `errors[0]` is the message gen_esp32part.py would print. Every
 //! [`PartitionError`] about a row carries a [`RowRef`]: the row index and, for CSV, the line.
 //!
+//! # Where we differ from the tool (on purpose, or on inputs no one writes)
+//!
+//! * All errors are collected; the tool stops at the first. `errors[0]` is the tool's error.
+//! * Numbers beyond ±2^64, and more than 900 stacked `k`/`m` suffixes, are refused at once
+//!   ([`PartitionError::NumberTooLarge`], an "oracle crash"); Python would carry the number on
+//!   and crash later (`struct.error`, `RecursionError`) unless another error came first.
+//! * Python's `int()` also reads non-ASCII decimal digits (`"١٢"`); we do not.
+//! * [`TableOptions::variables`] defaults to no variables; the CLI uses the environment.
+//! * [`PartitionTable::warnings`] also reports names cut to 16 bytes, which the tool does silently.
+//!
 //! ```
 //! use espfleet_compiler::partition_table::{layout, Row, SizeSpec, SubtypeSpec, TableOptions, TypeSpec};
 //!

@@ -43,7 +43,7 @@ fn examples() -> Vec<PathBuf> {
 }
 
 #[test]
-fn every_example_manifest_validates_against_the_schema_and_resolves() {
+fn every_example_manifest_validates_against_the_schema_and_builds() {
     let schema: serde_json::Value = serde_json::from_str(&manifest::schema::json_schema()).unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
     for path in examples() {
@@ -71,7 +71,7 @@ fn every_example_manifest_validates_against_the_schema_and_resolves() {
 }
 
 #[test]
-fn every_catalogue_module_resolves_for_every_release_that_ships_it() {
+fn every_catalogue_module_resolves_and_builds_for_every_release_that_ships_it() {
     let dir = tempfile::tempdir().unwrap();
     let cat = Catalogue::builtin();
     let mut count = 0;
@@ -86,8 +86,12 @@ fn every_catalogue_module_resolves_for_every_release_that_ships_it() {
                 ),
             )
             .unwrap();
-            if let Err(d) = manifest::load(&path) {
-                panic!("{} on {release}: {:?}", m.name, miette::Report::new(d));
+            let plan = match manifest::load(&path) {
+                Ok((plan, _)) => plan,
+                Err(d) => panic!("{} on {release}: {:?}", m.name, miette::Report::new(d)),
+            };
+            if let Err(d) = espfleet_compiler::build::emit(&plan, espfleet_compiler::build::Jobs::Sequential) {
+                panic!("{} on {release} does not build: {:?}", m.name, miette::Report::new(d));
             }
             count += 1;
         }

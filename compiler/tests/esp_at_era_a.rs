@@ -206,3 +206,18 @@ fn pki_server_key_header_matches_spec_example() {
     );
     assert_eq!(&bin[bin.len() - 3..], b"\x2D\x0A\xFF");
 }
+
+#[test]
+fn pki_describe_lists_items_without_contents() {
+    let bin = pki::build_partition_from_dir(
+        "client_key",
+        &data().join("raw_data_v2.4.0.0/client_key"),
+        "v2.4.1.0".parse().unwrap(),
+    )
+    .unwrap();
+    let text = pki::describe(&pki::decode(&bin).unwrap());
+    assert_eq!(
+        text,
+        "PKI container: 2 item(s)\n  [0] type 0x03 (key) id 0 length 1675 pad 1 PEM RSA PRIVATE KEY\n  [1] type 0x03 (key) id 1 length 1675 pad 1 PEM RSA PRIVATE KEY\n"
+    );
+}

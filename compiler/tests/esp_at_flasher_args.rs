@@ -1,6 +1,8 @@
 //! ESP-AT build/release folders: the example part sets in `manifests/examples/firmware/` read
 //! back through `flasher_args::read_build_folder`, with every image valid per esptool's rules.
 
+mod esp_at_support;
+
 use std::path::Path;
 
 use espfleet_compiler::esp_at::firmware::FirmwareImage;
@@ -43,5 +45,49 @@ fn example_firmware_folders_read_back() {
                 .parts,
             folder.args.parts
         );
+    }
+}
+
+/// ESP-AT v4.1+'s own factory step, verbatim: `esptool.py --chip <target> merge_bin --output
+/// factory.bin [--fill-flash-size <size>] @flash_project_args`, run in the build folder on the
+/// `flash_project_args` we render, must give the bytes of our merge.
+#[test]
+fn esp_at_factory_command_on_our_flash_project_args_matches_our_merge() {
+    use espfleet_compiler::esp_at::merged::{self, MergeOptions};
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/examples/firmware");
+    for chip in Chip::ALL {
+        let dir = root.join(chip.name());
+        let folder = flasher_args::read_build_folder(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let args_file = tmp.path().join("flash_project_args");
+        fs_err::write(&args_file, folder.args.to_flash_project_args()).unwrap();
+        for filled in [true, false] {
+            let out = tmp.path().join(format!("factory_{filled}.bin"));
+            let mut args = vec![
+                "-m",
+                "esptool",
+                "--chip",
+                chip.name(),
+                "merge_bin",
+                "--output",
+            ];
+            let out_s = out.to_str().unwrap().to_owned();
+            args.push(&out_s);
+            let size = folder.args.flash.size.name();
+            if filled {
+                args.extend(["--fill-flash-size", &size]);
+            }
+            let at = format!("@{}", args_file.display());
+            args.push(&at);
+            esp_at_support::run_oracle(&dir, &args);
+            let theirs = fs_err::read(&out).unwrap();
+            let ours = merged::merge_bin(
+                &folder.segments,
+                &MergeOptions::esp_at(chip, folder.args.flash, filled),
+            )
+            .unwrap();
+            assert!(ours == theirs, "{chip} filled={filled}");
+        }
     }
 }

@@ -27,14 +27,19 @@ fn seg(name: &str, offset: u32, data: Vec<u8>) -> Segment {
 
 fn filler(seed: u8, len: usize) -> Vec<u8> {
     (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .map(|i| {
+            u8::try_from(i % 256)
+                .unwrap()
+                .wrapping_mul(31)
+                .wrapping_add(seed)
+        })
         .collect()
 }
 
 /// An ESP-AT-like part set for `chip` (ESP32-4MB / C-4MB layouts of spec 2.2).
 fn parts(chip: Chip, bootloader: &str) -> Vec<Segment> {
     let (pt, otadata, at_customize, mfg_nvs, app) = match chip {
-        Chip::Esp32 => (0x8000, 0x10000, 0x20000, 0x21000, 0x100000),
+        Chip::Esp32 => (0x8000, 0x10000, 0x20000, 0x21000, 0x10_0000),
         Chip::Esp32c3 => (0x8000, 0xD000, 0x1E000, 0x1F000, 0x60000),
     };
     vec![
@@ -254,4 +259,58 @@ fn combine_script_uses_the_flash_size_buffer_and_keeps_the_old_digest() {
             assert_eq!(&out[at..at + p.data.len()], &p.data[..], "{}", p.name);
         }
     }
+}
+
+#[test]
+fn extract_recovers_every_part_of_a_merge() {
+    for chip in Chip::ALL {
+        let parts = parts(chip, "bootloader");
+        for filled in [false, true] {
+            let image =
+                merged::merge_bin(&parts, &MergeOptions::esp_at(chip, flash(), filled)).unwrap();
+            let layout: Vec<(&str, u32, usize)> = parts
+                .iter()
+                .map(|p| (p.name.as_str(), p.offset, p.data.len()))
+                .collect();
+            let back = merged::extract(&image, 0, &layout).unwrap();
+            for (p, b) in parts.iter().zip(&back) {
+                if p.name == "bootloader" {
+                    // Only the flash-parameter bytes and the digest were rewritten.
+                    let want = firmware::set_flash_params(
+                        chip,
+                        &p.data,
+                        MergeOptions::esp_at(chip, flash(), filled).flash,
+                    );
+                    assert_eq!(&b.data[..], &want[..]);
+                } else {
+                    assert_eq!(b, p);
+                }
+            }
+        }
+        let too_far = [("x", 0x3F_F000, 0x2000)];
+        assert!(merged::extract(&[0; 16], 0, &too_far).is_err());
+    }
+}
+
+#[test]
+fn firmware_describe_agrees_with_esptool_image_info() {
+    // Segment addresses and lengths as `esptool --chip esp32 image-info` printed them for this
+    // fixture (0x3ffb0000 length 0x2c0, 0x40080000 length 0xbc4; checksum 0xb8 valid).
+    let img = FirmwareImage::decode(&fixture("esp32_bootloader.bin")).unwrap();
+    let text = img.describe();
+    assert!(
+        text.contains("segment 0: load 0x3ffb0000 length 0x002c0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("segment 1: load 0x40080000 length 0x00bc4"),
+        "{text}"
+    );
+    assert!(text.contains("checksum 0xb8 (valid)"), "{text}");
+    assert!(
+        text.contains(
+            "sha256 c1aa4772036a6aabd42b173bd0eb65cd0915ba8c0a9087cae4be8307bf18a56f (valid)"
+        ),
+        "{text}"
+    );
 }

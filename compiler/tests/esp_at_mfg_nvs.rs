@@ -1,6 +1,7 @@
 //! Era B `mfg_nvs`: the entry list for ESP-AT master defaults (PLATFORM_ESP32 / WROOM-32)
-//! renders to exactly the CSV of spec 12.3, and that CSV, fed to the PyPI NVS generator
-//! (0.3.0, the "new" trailing-page form), gives the spec's image hash.
+//! renders to exactly the CSV of spec 12.3; that CSV, fed to the PyPI NVS generator (0.3.0,
+//! the "new" trailing-page form), gives the spec's image hash; and our own NVS encoder gives
+//! both spec hashes (legacy and new trailing pages) from the same entry list.
 
 mod esp_at_support;
 
@@ -8,7 +9,9 @@ use std::collections::BTreeSet;
 
 use esp_at_support::{data, run_oracle, sha};
 use espfleet_compiler::esp_at::Release;
+use espfleet_compiler::esp_at::mfg_nvs::at_parse_size;
 use espfleet_compiler::esp_at::mfg_nvs::{MfgNvs, MfgValue};
+use espfleet_compiler::release::NvsPages;
 
 /// The Kconfig symbols `module_esp32_default` enables on master (spec 8.1).
 const MASTER_DEFAULTS: &[&str] = &[
@@ -92,4 +95,43 @@ fn master_defaults_csv_gives_the_spec_hash_with_the_pypi_generator() {
         sha(&bin),
         "42d73ef6fdbc0662e3c2caaae073b47f527c6a4e1cf68b41ae70195cb6a83ec2"
     );
+}
+
+#[test]
+fn master_defaults_encode_natively_to_both_spec_hashes() {
+    let (nvs, _) = master_wroom32();
+    let size = at_parse_size("112K").unwrap();
+    let legacy = nvs.encode(size, NvsPages::Legacy).unwrap();
+    assert_eq!(legacy.len(), 114_688);
+    assert_eq!(
+        sha(&legacy),
+        "2201ffa8e93e0870cbf8438190f5d8fd71b990f7390460cc6eab5103ad0a8fd6"
+    );
+    let active = nvs.encode(size, NvsPages::Active).unwrap();
+    assert_eq!(
+        sha(&active),
+        "42d73ef6fdbc0662e3c2caaae073b47f527c6a4e1cf68b41ae70195cb6a83ec2"
+    );
+    // The release's default form: master → Active.
+    let master: Release = "master".parse().unwrap();
+    assert_eq!(master.default_nvs_pages(), NvsPages::Active);
+}
+
+#[test]
+fn decode_round_trips_the_entry_list() {
+    let (nvs, _) = master_wroom32();
+    let size = at_parse_size("112K").unwrap();
+    for pages in [NvsPages::Legacy, NvsPages::Active] {
+        let decoded = MfgNvs::decode(&nvs.encode(size, pages).unwrap()).unwrap();
+        // The image keeps everything but file paths.
+        let mut expected = nvs.clone();
+        for ns in &mut expected.namespaces {
+            for e in &mut ns.entries {
+                if let MfgValue::File { path, .. } = &mut e.value {
+                    *path = std::path::PathBuf::new();
+                }
+            }
+        }
+        assert_eq!(decoded, expected);
+    }
 }

@@ -216,7 +216,7 @@ pub fn parse_era_a_csv(text: &str) -> Result<GattCsv, BleDataError> {
 pub fn parse_gatts_csv(text: &str) -> Result<Vec<GattRow>, BleDataError> {
     Ok(read_records(text)?
         .into_iter()
-        .filter(|r| !r.is_empty() && !(r.len() == 1 && r[0].is_empty()))
+        .filter(|r| !r.is_empty() && (r.len() != 1 || !r[0].is_empty()))
         .filter(|r| !r[0].starts_with('#'))
         .map(|r| GattRow::from_fields(&r))
         .collect())

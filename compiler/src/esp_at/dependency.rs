@@ -164,10 +164,10 @@ pub fn parse(text: &str) -> Vec<DependencyLine> {
 ///
 /// `is_enabled` answers for a symbol without `CONFIG_`; use [`sdkconfig_enables`] for ESP-AT's
 /// substring test on an `sdkconfig` text.
-pub fn enabled_names<'a>(
-    deps: &'a [Dependency],
+pub fn enabled_names(
+    deps: &[Dependency],
     mut is_enabled: impl FnMut(&str) -> bool,
-) -> Vec<&'a str> {
+) -> Vec<&'static str> {
     let mut seen = BTreeSet::new();
     deps.iter()
         .filter(|dep| is_enabled(dep.symbol))

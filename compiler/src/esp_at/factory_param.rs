@@ -293,20 +293,10 @@ pub fn parse_esp_at_integer(text: &str) -> Option<i64> {
     Some(if neg { -v } else { v })
 }
 
-/// Reproduces `tools/factory_param_generate.py` (spec 4.2): the image for `platform`/`module`
-/// from ESP-AT's `factory_param_type.csv` (`type_csv`) and `factory_param_data.csv` (`data_csv`).
-///
-/// `platform` matches case-insensitively; `module` must already be upper case (as `build.py`
-/// passes it): a row matches when its upper-cased module name equals it.
-pub fn generate(
-    type_csv: &str,
-    data_csv: &str,
-    platform: &str,
-    module: &str,
-) -> Result<Generated, FactoryParamError> {
+fn parse_type_table(type_csv: &str) -> Result<HashMap<String, FieldDef>, FactoryParamError> {
     let mut types: HashMap<String, FieldDef> = HashMap::new();
     for (i, row) in csv_rows(type_csv, "type")?.into_iter().enumerate().skip(1) {
-        let line = i as u64 + 1;
+        let line = u64::try_from(i).unwrap_or(u64::MAX).saturating_add(1);
         if row.len() < 4 {
             return Err(FactoryParamError::Csv {
                 file: "type",
@@ -342,6 +332,56 @@ pub fn generate(
         );
     }
 
+    Ok(types)
+}
+
+/// Writes one cell into its field: zeros first, then the value (spec 4.2 step 4).
+fn write_field(
+    field: &mut [u8],
+    name: &str,
+    kind: Kind,
+    value: &str,
+) -> Result<(), FactoryParamError> {
+    field.fill(0);
+    match kind {
+        Kind::Integer => {
+            let v = parse_esp_at_integer(value)
+                .filter(|v| (-(1 << 31)..(1 << 32)).contains(v))
+                .ok_or_else(|| FactoryParamError::Integer {
+                    field: name.to_owned(),
+                    value: value.to_owned(),
+                })?;
+            // 32-bit two's complement, low `size` bytes.
+            let le = v.rem_euclid(1 << 32).to_le_bytes();
+            let n = field.len().min(4);
+            field[..n].copy_from_slice(&le[..n]);
+        }
+        Kind::String => {
+            let v = value.as_bytes();
+            if v.len() > field.len() {
+                return Err(FactoryParamError::StringField {
+                    field: name.to_owned(),
+                    size: field.len(),
+                });
+            }
+            field[..v.len()].copy_from_slice(v);
+        }
+    }
+    Ok(())
+}
+
+/// Reproduces `tools/factory_param_generate.py` (spec 4.2): the image for `platform`/`module`
+/// from ESP-AT's `factory_param_type.csv` (`type_csv`) and `factory_param_data.csv` (`data_csv`).
+///
+/// `platform` matches case-insensitively; `module` must already be upper case (as `build.py`
+/// passes it): a row matches when its upper-cased module name equals it.
+pub fn generate(
+    type_csv: &str,
+    data_csv: &str,
+    platform: &str,
+    module: &str,
+) -> Result<Generated, FactoryParamError> {
+    let types = parse_type_table(type_csv)?;
     let data = csv_rows(data_csv, "data")?;
     let header = data.first().cloned().unwrap_or_default();
     let col = |name: &str| header.iter().position(|h| h == name);
@@ -381,33 +421,7 @@ pub fn generate(
                     offset: def.offset,
                     size: def.size,
                 })?;
-            let value = cell(i);
-            let field = &mut bin[range.clone()];
-            field.fill(0);
-            match def.kind {
-                Kind::Integer => {
-                    let v = parse_esp_at_integer(value)
-                        .filter(|v| (-(1 << 31)..(1 << 32)).contains(v))
-                        .ok_or_else(|| FactoryParamError::Integer {
-                            field: name.clone(),
-                            value: value.to_owned(),
-                        })?;
-                    // 32-bit two's complement, low `size` bytes.
-                    let le = (v as u64 & 0xFFFF_FFFF).to_le_bytes();
-                    let n = field.len().min(4);
-                    field[..n].copy_from_slice(&le[..n]);
-                }
-                Kind::String => {
-                    let v = value.as_bytes();
-                    if v.len() > field.len() {
-                        return Err(FactoryParamError::StringField {
-                            field: name.clone(),
-                            size: field.len(),
-                        });
-                    }
-                    field[..v.len()].copy_from_slice(v);
-                }
-            }
+            write_field(&mut bin[range], name, def.kind, cell(i))?;
         }
         let name = cell(module_col).to_owned();
         out.side_copies.retain(|(n, _)| *n != name);

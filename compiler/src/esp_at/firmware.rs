@@ -80,6 +80,13 @@ pub enum FirmwareError {
         help("the image file is truncated")
     )]
     NoChecksum,
+    /// Byte 23 says a digest follows, but fewer than 32 bytes do.
+    #[error("firmware image declares an appended SHA-256 but ends {0} byte(s) after its checksum")]
+    #[diagnostic(
+        code(espfleet::esp_at::firmware::digest_truncated),
+        help("the image file is truncated")
+    )]
+    DigestTruncated(usize),
     /// Extended header byte 23 is neither 0 nor 1.
     #[error("firmware image byte 23 (hash appended) is {0:#04x}, expected 0 or 1")]
     #[diagnostic(
@@ -201,7 +208,8 @@ pub fn is_valid_for_merge(bytes: &[u8]) -> bool {
 }
 
 impl FirmwareImage {
-    /// Decodes an image (anything after it is kept in [`FirmwareImage::trailing`]).
+    /// Decodes a complete image (anything after it is kept in [`FirmwareImage::trailing`]).
+    /// Stricter than [`layout`]: a declared digest must be present in full.
     pub fn decode(bytes: &[u8]) -> Result<Self, FirmwareError> {
         let l = layout(bytes)?;
         let mut segments = Vec::with_capacity(l.segments);
@@ -222,11 +230,10 @@ impl FirmwareImage {
         let digest = if l.hash_appended {
             let d = bytes
                 .get(end..end + DIGEST_LEN)
-                .and_then(|d| <[u8; DIGEST_LEN]>::try_from(d).ok());
-            if d.is_some() {
-                end += DIGEST_LEN;
-            }
-            d
+                .and_then(|d| <[u8; DIGEST_LEN]>::try_from(d).ok())
+                .ok_or(FirmwareError::DigestTruncated(bytes.len() - end))?;
+            end += DIGEST_LEN;
+            Some(d)
         } else {
             None
         };
@@ -261,11 +268,12 @@ impl FirmwareImage {
     }
 
     fn body(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        out.push(MAGIC);
-        out.push(u8::try_from(self.segments.len()).unwrap_or(u8::MAX));
-        out.push(self.flash_mode);
-        out.push(self.flash_size_freq);
+        let mut out = vec![
+            MAGIC,
+            u8::try_from(self.segments.len()).unwrap_or(u8::MAX),
+            self.flash_mode,
+            self.flash_size_freq,
+        ];
         out.extend_from_slice(&self.entry.to_le_bytes());
         let e = &self.extended;
         out.push(e.wp_pin);
@@ -299,6 +307,53 @@ impl FirmwareImage {
             out.extend_from_slice(&self.digest.unwrap_or_else(|| self.computed_digest()));
         }
         out.extend_from_slice(&self.trailing);
+        out
+    }
+
+    /// A readable summary (header, extended header, segments, checksum and digest status), in
+    /// the spirit of `esptool image-info`, for reviews and `dump` commands.
+    pub fn describe(&self) -> String {
+        use std::fmt::Write as _;
+        let e = &self.extended;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "ESP image: {} segment(s), flash mode {:#x}, size/freq {:#04x}, entry {:#010x}",
+            self.segments.len(),
+            self.flash_mode,
+            self.flash_size_freq,
+            self.entry
+        );
+        let _ = writeln!(
+            out,
+            "extended: wp_pin {:#04x}, chip id {}, chip rev {}..{}, hash appended {}",
+            e.wp_pin, e.chip_id, e.min_chip_rev_full, e.max_chip_rev_full, e.hash_appended
+        );
+        for (i, (addr, data)) in self.segments.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "  segment {i}: load {addr:#010x} length {:#07x}",
+                data.len()
+            );
+        }
+        let ok = |b: bool| if b { "valid" } else { "INVALID" };
+        let _ = writeln!(
+            out,
+            "checksum {:#04x} ({})",
+            self.checksum,
+            ok(self.checksum == self.computed_checksum())
+        );
+        if let Some(d) = self.digest {
+            let _ = writeln!(
+                out,
+                "sha256 {} ({})",
+                hex::encode(d),
+                ok(d == self.computed_digest())
+            );
+        }
+        if !self.trailing.is_empty() {
+            let _ = writeln!(out, "{} byte(s) after the image", self.trailing.len());
+        }
         out
     }
 
@@ -398,7 +453,7 @@ mod tests {
         for hash in [false, true] {
             let img = sample(hash);
             let bytes = img.encode();
-            assert_eq!(bytes.len() % 16, if hash { 0 } else { 0 });
+            assert_eq!(bytes.len() % 16, 0);
             assert_eq!(FirmwareImage::decode(&bytes).unwrap(), img);
             assert!(is_valid_for_merge(&bytes));
         }

@@ -162,12 +162,12 @@ impl FlasherArgs {
         )
     }
 
-    /// `flash_project_args`: the flash options, then `<offset> <file>` per image, `\n` ends.
+    /// `flash_project_args`: the flash options, then `<offset> <file>` per image, joined by
+    /// `\n` with no newline at the end (ESP-IDF generates it from `$<JOIN:...,\n>`).
     pub fn to_flash_project_args(&self) -> String {
         let mut out = self.flash_options();
-        out.push('\n');
         for p in &self.parts {
-            let _ = writeln!(out, "{:#x} {}", p.offset, p.file);
+            let _ = write!(out, "\n{:#x} {}", p.offset, p.file);
         }
         out
     }
@@ -432,7 +432,7 @@ mod tests {
                     "partition_table/partition-table.bin",
                 ),
                 part("otadata", 0x10000, "ota_data_initial.bin"),
-                part("app", 0x100000, "esp-at.bin"),
+                part("app", 0x10_0000, "esp-at.bin"),
             ],
         )
     }
@@ -442,7 +442,7 @@ mod tests {
         let a = sample();
         assert_eq!(
             a.to_flash_project_args(),
-            "--flash_mode dio --flash_freq 40m --flash_size 4MB\n0x1000 bootloader/bootloader.bin\n0x8000 partition_table/partition-table.bin\n0x10000 ota_data_initial.bin\n0x100000 esp-at.bin\n"
+            "--flash_mode dio --flash_freq 40m --flash_size 4MB\n0x1000 bootloader/bootloader.bin\n0x8000 partition_table/partition-table.bin\n0x10000 ota_data_initial.bin\n0x100000 esp-at.bin"
         );
         let dc = a.to_download_config();
         assert!(dc.starts_with(

@@ -208,6 +208,37 @@ pub fn combine_script(parts: &[Segment], flash: FlashSettings) -> Result<Vec<u8>
     Ok(out)
 }
 
+/// Cuts parts back out of a merged image (the decoder of [`merge_bin`]): `(name, offset,
+/// length)` for each part, `target_offset` the flash address of the image's first byte.
+/// Parts that reach past the image's end are errors (an unfilled image ends with its last
+/// part; erased flash after it is not in the file).
+pub fn extract(
+    image: &[u8],
+    target_offset: u32,
+    layout: &[(&str, u32, usize)],
+) -> Result<Vec<Segment>, MergeError> {
+    layout
+        .iter()
+        .map(|&(name, offset, len)| {
+            let outside = || MergeError::OutsideFlash {
+                name: name.to_owned(),
+                offset,
+                len,
+                flash_size: u32::try_from(image.len()).unwrap_or(u32::MAX),
+            };
+            let start = offset.checked_sub(target_offset).ok_or_else(outside)? as usize;
+            let data = image
+                .get(start..start.checked_add(len).ok_or_else(outside)?)
+                .ok_or_else(outside)?;
+            Ok(Segment {
+                name: name.to_owned(),
+                offset,
+                data: data.into(),
+            })
+        })
+        .collect()
+}
+
 fn mode_code(mode: FlashMode) -> u8 {
     mode.header_code()
 }

@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::ble_data::{self, GattRow};
-use super::release::{Release, ReleaseFormats as _};
+use super::release::{NvsPages, Release, ReleaseFormats as _};
+use crate::nvs::{self, NvsEntry, NvsError, TrailingPages, Value};
 
 /// A typed NVS value as `mfg_nvs.csv` writes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,6 +180,13 @@ pub enum MfgNvsError {
         help("write the size like at_customize.csv does: 112K, 0x1C000")
     )]
     Size(String),
+    /// Decoding: the image is not clean generator output.
+    #[error("the mfg_nvs image has problems: {0}")]
+    #[diagnostic(
+        code(espfleet::esp_at::mfg_nvs::image),
+        help("this is not an mfg_nvs image written by a generator, or it was changed on a device")
+    )]
+    Image(String),
     /// Reading raw data failed.
     #[error("reading {path}: {message}")]
     #[diagnostic(
@@ -371,7 +379,114 @@ pub fn ble_namespace(rows: &[GattRow]) -> MfgNamespace {
     }
 }
 
+/// The NVS encoder's trailing-page option for a release's page form.
+pub fn trailing_pages(pages: NvsPages) -> TrailingPages {
+    match pages {
+        NvsPages::Legacy => TrailingPages::Legacy,
+        NvsPages::Active => TrailingPages::Erased,
+    }
+}
+
+impl MfgValue {
+    /// The value as the NVS encoder takes it (strings get their NUL there; files are blobs).
+    pub fn to_nvs(&self) -> Value {
+        match self {
+            MfgValue::U8(v) => Value::U8(*v),
+            MfgValue::I8(v) => Value::I8(*v),
+            MfgValue::U16(v) => Value::U16(*v),
+            MfgValue::I16(v) => Value::I16(*v),
+            MfgValue::U32(v) => Value::U32(*v),
+            MfgValue::I32(v) => Value::I32(*v),
+            MfgValue::U64(v) => Value::U64(*v),
+            MfgValue::I64(v) => Value::I64(*v),
+            MfgValue::String(s) => Value::Str(s.clone()),
+            MfgValue::File { data, .. } => Value::Blob(data.to_vec()),
+        }
+    }
+}
+
 impl MfgNvs {
+    /// The entries in write order, for [`crate::nvs::encode()`].
+    pub fn to_nvs_entries(&self) -> Vec<NvsEntry> {
+        self.namespaces
+            .iter()
+            .flat_map(|ns| {
+                ns.entries
+                    .iter()
+                    .map(|e| NvsEntry::new(ns.name.clone(), e.key.clone(), e.value.to_nvs()))
+            })
+            .collect()
+    }
+
+    /// Encodes the `mfg_nvs` partition image: NVS format version 2 (what ESP-AT always uses),
+    /// `size` bytes (see [`at_parse_size`]), the given trailing-page form.
+    #[allow(clippy::result_large_err)] // the NVS module's own error type, passed through as is
+    pub fn encode(&self, size: u64, pages: NvsPages) -> Result<Vec<u8>, NvsError> {
+        let options = nvs::Options {
+            version: nvs::Version::V2,
+            size,
+            trailing: trailing_pages(pages),
+        };
+        nvs::encode(&self.to_nvs_entries(), &options)
+    }
+
+    /// Decodes an `mfg_nvs` image back into namespaces and entries, in image order. Blobs come
+    /// back as [`MfgValue::File`] with an empty path (the image does not record paths).
+    pub fn decode(image: &[u8]) -> Result<Self, MfgNvsError> {
+        let decoded = nvs::decode(image);
+        if !decoded.issues.is_empty() {
+            return Err(MfgNvsError::Image(decoded.issues.join("; ")));
+        }
+        let mut out = MfgNvs::default();
+        for item in decoded.items {
+            match item.value {
+                nvs::decode::ItemValue::Namespace(_) => {
+                    out.namespaces.push(MfgNamespace {
+                        name: item.key,
+                        entries: Vec::new(),
+                    });
+                }
+                nvs::decode::ItemValue::Value(v) => {
+                    let ns_name = item.namespace.ok_or_else(|| {
+                        MfgNvsError::Image(format!("key `{}` has an undefined namespace", item.key))
+                    })?;
+                    let value = match v {
+                        Value::U8(v) => MfgValue::U8(v),
+                        Value::I8(v) => MfgValue::I8(v),
+                        Value::U16(v) => MfgValue::U16(v),
+                        Value::I16(v) => MfgValue::I16(v),
+                        Value::U32(v) => MfgValue::U32(v),
+                        Value::I32(v) => MfgValue::I32(v),
+                        Value::U64(v) => MfgValue::U64(v),
+                        Value::I64(v) => MfgValue::I64(v),
+                        Value::Str(s) => MfgValue::String(s),
+                        Value::Blob(b) => MfgValue::File {
+                            path: PathBuf::new(),
+                            data: b.into(),
+                        },
+                        Value::RawStr(_) => {
+                            return Err(MfgNvsError::Image(format!(
+                                "key `{}` is not a NUL-terminated UTF-8 string",
+                                item.key
+                            )));
+                        }
+                    };
+                    let Some(ns) = out.namespaces.iter_mut().rev().find(|n| n.name == ns_name)
+                    else {
+                        return Err(MfgNvsError::Image(format!(
+                            "namespace `{ns_name}` is used before it is defined"
+                        )));
+                    };
+                    ns.entries.push(MfgEntry {
+                        key: item.key,
+                        value,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Renders `mfg_nvs.csv` exactly as ESP-AT writes it (`\n` line ends, header
     /// `key,type,encoding,value`, a `<ns>,namespace,,` line before each namespace's keys).
     pub fn to_csv(&self) -> String {

@@ -263,6 +263,38 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<PkiItem>, PkiError> {
     Ok(items)
 }
 
+/// A readable listing of a container's items for reviews and `dump` commands: kind, ID,
+/// length and the PEM label when the item is PEM text. Never prints item contents, so it is
+/// safe for private keys.
+pub fn describe(items: &[PkiItem]) -> String {
+    use std::fmt::Write as _;
+    let mut out = format!("PKI container: {} item(s)\n", items.len());
+    for (i, item) in items.iter().enumerate() {
+        let form = std::str::from_utf8(&item.content)
+            .ok()
+            .and_then(|t| t.find("-----BEGIN ").map(|at| &t[at + 11..]))
+            .and_then(|t| {
+                t.split_once("-----")
+                    .map(|(label, _)| format!("PEM {label}"))
+            })
+            .unwrap_or_else(|| "binary (DER?)".to_owned());
+        let kind = match item.kind {
+            ItemKind::Ca => "ca",
+            ItemKind::Cert => "cert",
+            ItemKind::Key => "key",
+        };
+        let _ = writeln!(
+            out,
+            "  [{i}] type {:#04x} ({kind}) id {} length {} pad {} {form}",
+            item.kind.byte(),
+            item.id,
+            item.content.len(),
+            pad_len(item.content.len())
+        );
+    }
+    out
+}
+
 /// Orders (kind, content) pairs the way AtPKI does (spec 5.2): grouped by kind in order of each
 /// kind's first appearance; inside a group in argument order with IDs 0, 1, 2, ...
 pub fn arrange(

@@ -156,6 +156,10 @@ pub struct TablePlan {
     pub source: Option<String>,
     /// Rows in table order.
     pub rows: Vec<TableRow>,
+    /// The rows laid out and verified as gen_esp32part.py does (offsets placed); `None` only
+    /// while resolving or when the table has errors.
+    #[serde(skip)]
+    pub layout: Option<crate::partition_table::PartitionTable>,
 }
 
 impl TablePlan {
@@ -174,6 +178,15 @@ impl TablePlan {
     /// The row called `name`.
     pub fn row(&self, name: &str) -> Option<&TableRow> {
         self.rows.iter().find(|r| r.name == name)
+    }
+
+    /// The laid-out partition called `name`.
+    pub fn partition(&self, name: &str) -> Option<&crate::partition_table::Partition> {
+        self.layout
+            .as_ref()?
+            .partitions()
+            .iter()
+            .find(|p| p.name == name)
     }
 }
 

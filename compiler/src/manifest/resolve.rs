@@ -658,6 +658,28 @@ impl<'a> Resolver<'a> {
         let partition_table =
             self.table(doc.partition_table.as_ref(), &layout.partition_table, false);
         let at_customize = self.table(doc.at_customize.as_ref(), &layout.at_customize, true);
+        let mut partition_table = partition_table;
+        let mut at_customize = at_customize;
+        // ESP-AT builds the primary table with --disable-md5sum and the flash-size check, and
+        // at_customize.bin with gen_esp32part's defaults (offset 0x8000, MD5 on; spec §1.2, §3).
+        let primary_opts = crate::partition_table::TableOptions {
+            table_offset: partition_table.offset,
+            md5: false,
+            flash_size: Some(u64::from(
+                flash.map_or(layout.flash.size, |f| f.size).bytes(),
+            )),
+            ..Default::default()
+        };
+        self.lay_out(
+            &mut partition_table,
+            &primary_opts,
+            doc.partition_table.as_ref(),
+        );
+        self.lay_out(
+            &mut at_customize,
+            &crate::partition_table::TableOptions::default(),
+            doc.at_customize.as_ref(),
+        );
         self.check_at_customize(&partition_table, &at_customize, doc);
         self.check_dependencies(era, release, &features, &at_customize, doc);
         let pki = self.pki(doc, release, era, &features, &at_customize);
@@ -1047,6 +1069,7 @@ impl<'a> Resolver<'a> {
             catalogue_rows(source.csv)
         };
         let mut plan = TablePlan {
+            layout: None,
             offset: node
                 .and_then(|n| n.offset.as_ref())
                 .map_or(source.offset, |o| o.value),
@@ -1192,58 +1215,129 @@ impl<'a> Resolver<'a> {
         plan
     }
 
+    /// Lays out and verifies a table exactly as gen_esp32part.py would, mapping each error to the
+    /// manifest row that causes it (catalogue rows point at the table node or the file top).
+    fn lay_out(
+        &mut self,
+        table: &mut TablePlan,
+        opts: &crate::partition_table::TableOptions,
+        node: Option<&TableNode>,
+    ) {
+        use miette::Diagnostic as _;
+        match crate::partition_table::parse_csv(&table.to_csv(), opts) {
+            Ok(t) => table.layout = Some(t),
+            Err(errors) => {
+                let what = if opts.md5 {
+                    "at_customize"
+                } else {
+                    "partition table"
+                };
+                for e in errors {
+                    let row = e.row().and_then(|i| table.rows.get(i));
+                    let place = row
+                        .and_then(|r| r.place.clone())
+                        .or_else(|| node.and_then(|n| n.offset.as_ref().map(|o| o.place.clone())))
+                        .or_else(|| {
+                            node.and_then(|n| n.partitions.first().map(|p| p.name.place.clone()))
+                        })
+                        .unwrap_or_else(|| top_place(self.top));
+                    let subject = row.map_or_else(
+                        || format!("the {what}"),
+                        |r| format!("{what} partition `{}`", r.name),
+                    );
+                    let mut err =
+                        ManifestError::new(ErrorKind::PartitionInvalid, format!("{subject}: {e}"))
+                            .at(&place, "partition table problem");
+                    if let Some(h) = e.help() {
+                        err = err.help(h.to_string());
+                    }
+                    self.err(err);
+                }
+            }
+        }
+    }
+
     /// ESP-AT rule: the at_customize table and every partition in it lie inside the primary
     /// table's `at_customize` partition.
     fn check_at_customize(&mut self, primary: &TablePlan, atc: &TablePlan, doc: &Document) {
-        let Some(region) = primary.row("at_customize") else {
+        if primary.row("at_customize").is_none() {
+            let place = doc
+                .partition_table
+                .as_ref()
+                .and_then(|t| {
+                    t.remove
+                        .iter()
+                        .find(|r| r.value == "at_customize")
+                        .map(|r| r.place.clone())
+                })
+                .unwrap_or_else(|| top_place(self.top));
             self.err(
                 ManifestError::new(
                     ErrorKind::PartitionMissing,
                     "the primary partition table has no `at_customize` partition",
                 )
-                .at(
-                    &doc.partition_table
-                        .as_ref()
-                        .and_then(|t| t.remove.first().map(|r| r.place.clone()))
-                        .unwrap_or_else(|| top_place(self.top)),
-                    "removed here",
-                )
+                .at(&place, "removed here")
                 .help("ESP-AT finds its at_customize table through that partition; keep it"),
             );
             return;
+        }
+        let (Some(region), Some(layout)) = (primary.partition("at_customize"), atc.layout.as_ref())
+        else {
+            return; // the tables have errors of their own, already reported
         };
-        let (Some(start), Some(size)) = (parse_num(&region.offset), parse_num(&region.size)) else {
-            return;
-        };
-        let end = start + size;
-        let table_place = doc
-            .at_customize
-            .as_ref()
-            .and_then(|t| t.offset.as_ref())
-            .map(|o| o.place.clone());
+        let start = u64::from(region.offset);
+        let end = start + u64::from(region.size);
         if u64::from(atc.offset) < start || u64::from(atc.offset) + 0x1000 > end {
             let mut err = ManifestError::new(
                 ErrorKind::PartitionInvalid,
                 format!("the at_customize table at {:#x} is outside the at_customize partition ({start:#x}..{end:#x})", atc.offset),
             )
             .help("set at-customize offset= to the start of the primary table's at_customize partition");
-            if let Some(p) = &table_place {
-                err = err.at(p, "outside the region");
-            }
+            err = match doc.at_customize.as_ref().and_then(|t| t.offset.as_ref()) {
+                Some(o) => err.at(&o.place, "outside the region"),
+                None => err.at(&top_place(self.top), "the catalogue's at_customize offset"),
+            };
             self.err(err);
         }
-        for row in &atc.rows {
-            let (Some(o), Some(s)) = (parse_num(&row.offset), parse_num(&row.size)) else {
-                continue;
-            };
-            if o < start || o + s > end {
+        for (p, row) in layout.partitions().iter().zip(&atc.rows) {
+            let (o, e) = (u64::from(p.offset), u64::from(p.offset) + u64::from(p.size));
+            if o < start || e > end {
                 let mut err = ManifestError::new(
                     ErrorKind::PartitionInvalid,
-                    format!("at_customize partition `{}` ({o:#x}..{:#x}) is outside the at_customize region ({start:#x}..{end:#x})", row.name, o + s),
+                    format!("at_customize partition `{}` ({o:#x}..{e:#x}) is outside the at_customize region ({start:#x}..{end:#x})", p.name),
                 )
                 .help("move or shrink it, or grow the primary table's at_customize partition");
-                if let Some(p) = &row.place {
-                    err = err.at(p, "outside the region");
+                err = err.at(
+                    row.place.as_ref().unwrap_or(&top_place(self.top)),
+                    "outside the region",
+                );
+                self.err(err);
+            }
+        }
+        // A user partition's file must fit it.
+        for (p, row) in layout.partitions().iter().zip(&atc.rows).chain(
+            primary
+                .layout
+                .iter()
+                .flat_map(|l| l.partitions().iter().zip(&primary.rows)),
+        ) {
+            let Some(file) = &row.file else { continue };
+            let Some(len) = self.files.get(file).map(|b| b.len()) else {
+                continue;
+            };
+            if len as u64 > u64::from(p.size) {
+                let mut err = ManifestError::new(
+                    ErrorKind::PartitionInvalid,
+                    format!(
+                        "{} is {len} bytes but partition `{}` holds {}",
+                        file.display(),
+                        p.name,
+                        p.size
+                    ),
+                )
+                .help("grow the partition or shrink the file");
+                if let Some(place) = &row.place {
+                    err = err.at(place, "file overflows its partition");
                 }
                 self.err(err);
             }
@@ -1571,9 +1665,12 @@ impl<'a> Resolver<'a> {
         let mut parts: Vec<(String, Option<u32>, PathBuf, Option<Place>)> = Vec::new();
         if let Some(rel) = &fw.release {
             let dir = rel.place.file.dir().join(&rel.value);
-            match read_release_dir(&dir) {
-                Ok(list) => {
-                    for (name, offset, file) in list {
+            match crate::esp_at::flasher_args::read_build_folder(&dir) {
+                Ok(folder) => {
+                    for p in &folder.args.parts {
+                        let (offset, file) = (p.offset, dir.join(&p.file));
+                        // IDF calls the initial otadata image `otadata`.
+                        let name = if p.name == "otadata" { "ota_data_initial".to_owned() } else { p.name.clone() };
                         // Images espfleet generates itself are not taken from the release.
                         if matches!(name.as_str(), "partition-table" | "partition_table" | "at_customize" | "mfg_nvs" | "factory_param" | "ble_data")
                             || PkiRole::ALL.iter().any(|r| r.node_name().replace('-', "_") == name)
@@ -1638,7 +1735,15 @@ fn hex_byte(b: u8) -> String {
 
 fn push_row(rows: &mut Vec<crate::esp_at::ble_data::GattRow>, rest: [String; 6]) {
     let [a, b, c, d, e, f] = rest;
-    rows.push(crate::esp_at::ble_data::GattRow::from_fields(&[rows.len().to_string(), a, b, c, d, e, f]));
+    rows.push(crate::esp_at::ble_data::GattRow::from_fields(&[
+        rows.len().to_string(),
+        a,
+        b,
+        c,
+        d,
+        e,
+        f,
+    ]));
 }
 
 fn uuid_bytes_hex(u: &UuidValue) -> (usize, String) {
@@ -1687,7 +1792,10 @@ fn read_gatts_csv(bytes: &[u8]) -> Result<BlePlan, String> {
     if rows.first().is_some_and(|r| r.index == "index") {
         rows.remove(0);
     }
-    if let Some(end) = rows.iter().position(|r| r.fields().iter().all(|f| f.is_empty())) {
+    if let Some(end) = rows
+        .iter()
+        .position(|r| r.fields().iter().all(|f| f.is_empty()))
+    {
         rows.truncate(end);
     }
     if rows.is_empty() {
@@ -1695,10 +1803,15 @@ fn read_gatts_csv(bytes: &[u8]) -> Result<BlePlan, String> {
     }
     for (i, r) in rows.iter().enumerate() {
         if r.index.parse::<u32>().is_err() {
-            return Err(format!("row {}: index `{}` is not a number", i + 1, r.index));
+            return Err(format!(
+                "row {}: index `{}` is not a number",
+                i + 1,
+                r.index
+            ));
         }
     }
-    let mut table = ble_data::parse_era_a_csv(text.trim_start().trim_start_matches('#')).map_err(|e| e.to_string())?;
+    let mut table = ble_data::parse_era_a_csv(text.trim_start().trim_start_matches('#'))
+        .map_err(|e| e.to_string())?;
     if let Some(first) = table.columns.first_mut() {
         *first = first.trim().to_owned();
     }
@@ -1714,77 +1827,18 @@ fn default_offset(name: &str, chip: Chip, primary: &TablePlan, atc: &TablePlan) 
     };
     match name {
         "bootloader" => Some(chip.bootloader_offset()),
-        "app" => primary
-            .rows
-            .iter()
-            .find(|r| r.subtype == "factory")
-            .or_else(|| primary.rows.iter().find(|r| r.subtype == "ota_0"))
-            .and_then(|r| parse_num(&r.offset))
-            .and_then(|o| u32::try_from(o).ok()),
+        // The default boot partition: factory if present, otherwise ota_0 (spec §2.2).
+        "app" => {
+            let parts = primary.layout.as_ref()?.partitions();
+            let app = |sub: u8| {
+                parts
+                    .iter()
+                    .find(|p| p.ty == crate::partition_table::TYPE_APP && p.subtype == sub)
+            };
+            app(0x00).or_else(|| app(0x10)).map(|p| p.offset)
+        }
         "ota_data_initial" | "otadata" => row_offset(primary, "otadata"),
         "phy_init" | "phy_multiple_init_data" => row_offset(primary, "phy_init"),
         other => row_offset(primary, other).or_else(|| row_offset(atc, other)),
     }
-}
-
-/// Reads an ESP-AT build or release folder: `flasher_args.json` (per-image objects with
-/// `offset` and `file`), else `download.config` / `flash_project_args` (`<offset> <file>` pairs).
-fn read_release_dir(dir: &Path) -> Result<Vec<(String, u32, PathBuf)>, String> {
-    let args = dir.join("flasher_args.json");
-    if let Ok(text) = fs_err::read_to_string(&args) {
-        let json: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| format!("flasher_args.json: {e}"))?;
-        let obj = json
-            .as_object()
-            .ok_or("flasher_args.json is not an object")?;
-        let mut out = Vec::new();
-        for (name, v) in obj {
-            let (Some(off), Some(file)) = (
-                v.get("offset").and_then(|o| o.as_str()),
-                v.get("file").and_then(|f| f.as_str()),
-            ) else {
-                continue;
-            };
-            let offset = parse_num(off)
-                .and_then(|o| u32::try_from(o).ok())
-                .ok_or_else(|| format!("flasher_args.json: bad offset `{off}` for {name}"))?;
-            let name = match name.as_str() {
-                "otadata" => "ota_data_initial".to_owned(),
-                n => n.to_owned(),
-            };
-            out.push((name, offset, dir.join(file)));
-        }
-        if out.is_empty() {
-            return Err("flasher_args.json lists no images".to_owned());
-        }
-        return Ok(out);
-    }
-    for name in ["download.config", "flash_project_args"] {
-        if let Ok(text) = fs_err::read_to_string(dir.join(name)) {
-            let words: Vec<&str> = text.split_whitespace().collect();
-            let mut out = Vec::new();
-            for pair in words.windows(2) {
-                if let Some(hex) = pair[0].strip_prefix("0x") {
-                    if let Ok(offset) = u32::from_str_radix(hex, 16) {
-                        let file = dir.join(pair[1]);
-                        let stem = Path::new(pair[1])
-                            .file_stem()
-                            .map(|s| s.to_string_lossy().into_owned())
-                            .unwrap_or_default();
-                        let name = match stem.as_str() {
-                            "esp-at" => "app".to_owned(),
-                            s => s
-                                .replace('-', "_")
-                                .replace("partition_table", "partition-table"),
-                        };
-                        out.push((name, offset, file));
-                    }
-                }
-            }
-            if !out.is_empty() {
-                return Ok(out);
-            }
-        }
-    }
-    Err("no flasher_args.json or download.config in it".to_owned())
 }

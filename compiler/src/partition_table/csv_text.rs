@@ -159,39 +159,50 @@ pub(crate) enum NumberError {
     TooLarge(String),
 }
 
+/// How many stacked suffixes Python gets through before its recursion limit (1000 frames, some
+/// already used by the tool) ends the run with `RecursionError`; we call that a crash too.
+const MAX_SUFFIXES: usize = 900;
+
 /// gen_esp32part.py's `parse_int`: `int(v, 0)` after taking off `k`/`m` suffixes (recursively,
-/// case-insensitive), falling back to a case-insensitive keyword lookup.
+/// case-insensitive), falling back to a case-insensitive keyword lookup. The recursion is
+/// unrolled here: the suffixes are taken off first, then the core is multiplied from the inside
+/// out.
 pub(crate) fn parse_int(v: &str, keywords: &[(String, u8)]) -> Result<i128, NumberError> {
-    if let Some(last) = v.chars().last() {
-        let lower_last = last.to_lowercase().last();
-        let multiplier = match lower_last {
-            Some('k') => Some(1024),
-            Some('m') => Some(1024 * 1024),
-            _ => None,
+    let mut core = v;
+    let mut multipliers: Vec<i128> = Vec::new();
+    while let Some(last) = core.chars().last() {
+        let multiplier = match last.to_lowercase().last() {
+            Some('k') => 1024,
+            Some('m') => 1024 * 1024,
+            _ => break,
         };
-        if let Some(multiplier) = multiplier {
-            let inner = &v[..v.len() - last.len_utf8()];
-            let value = parse_int(inner, keywords)?;
-            return value
-                .checked_mul(multiplier)
-                .ok_or_else(|| NumberError::TooLarge(v.to_owned()));
+        multipliers.push(multiplier);
+        core = &core[..core.len() - last.len_utf8()];
+        if multipliers.len() > MAX_SUFFIXES {
+            return Err(NumberError::TooLarge(v.to_owned()));
         }
     }
-    match py_int(v) {
-        Ok(n) => Ok(n),
-        Err(PyIntError::TooLarge) => Err(NumberError::TooLarge(v.to_owned())),
+    let mut value = match py_int(core) {
+        Ok(n) => n,
+        Err(PyIntError::TooLarge) => return Err(NumberError::TooLarge(core.to_owned())),
         Err(PyIntError::Invalid) => {
             if keywords.is_empty() {
-                return Err(NumberError::Invalid(v.to_owned()));
+                return Err(NumberError::Invalid(core.to_owned()));
             }
-            let lower = v.to_lowercase();
+            let lower = core.to_lowercase();
             keywords
                 .iter()
                 .find(|(k, _)| *k == lower)
                 .map(|(_, value)| i128::from(*value))
-                .ok_or_else(|| NumberError::UnknownKeyword(v.to_owned()))
+                .ok_or_else(|| NumberError::UnknownKeyword(core.to_owned()))?
         }
+    };
+    for m in multipliers.iter().rev() {
+        value = value
+            .checked_mul(*m)
+            .ok_or_else(|| NumberError::TooLarge(v.to_owned()))?;
     }
+    Ok(value)
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -249,7 +249,9 @@ pub enum PartitionError {
 
     /// The first placed row sets an offset inside the partition table's sector (or below it).
     #[error(
-        "Partitions overlap. Partition sets offset {offset:#x}. But partition table occupies the whole sector {table_offset:#x}. Use a free offset {next_free:#x} or higher."
+        "Partitions overlap. Partition sets offset {}. But partition table occupies the whole sector {table_offset:#x}. Use a free offset {} or higher.",
+        hx(.offset),
+        hx(.next_free)
     )]
     #[diagnostic(
         code(espfleet::partition_table::offset_in_table_sector),
@@ -268,7 +270,9 @@ pub enum PartitionError {
 
     /// An explicit offset below the end of the previous row (explicit offsets must ascend).
     #[error(
-        "Partitions overlap. Partition sets offset {offset:#x}. Previous partition ends {previous_end:#x}"
+        "Partitions overlap. Partition sets offset {}. Previous partition ends {}",
+        hx(.offset),
+        hx(.previous_end)
     )]
     #[diagnostic(
         code(espfleet::partition_table::offset_out_of_order),
@@ -286,7 +290,7 @@ pub enum PartitionError {
     },
 
     /// Offset not aligned (app 0x10000, everything else 0x1000).
-    #[error("Partition {name} invalid: Offset {offset:#x} is not aligned to {align:#x}")]
+    #[error("Partition {name} invalid: Offset {} is not aligned to {align:#x}", hx(.offset))]
     #[diagnostic(
         code(espfleet::partition_table::offset_misaligned),
         help("app partitions start on a 64 KiB boundary, all others on a 4 KiB boundary")
@@ -303,7 +307,7 @@ pub enum PartitionError {
     },
 
     /// App size not aligned (0x1000, or 0x10000 with `--secure v1`).
-    #[error("Partition {name} invalid: Size {size:#x} is not aligned to {align:#x}")]
+    #[error("Partition {name} invalid: Size {} is not aligned to {align:#x}", hx(.size))]
     #[diagnostic(
         code(espfleet::partition_table::size_misaligned),
         help("round the app partition size up to the alignment")
@@ -340,7 +344,8 @@ pub enum PartitionError {
 
     /// A read/write `data/nvs` partition smaller than 0x3000.
     #[error(
-        "Partition {name} invalid: '{name}' partition of type {ty} and subtype {subtype} of size {size:#x} must be flagged as 'readonly' (the size of read/write NVS has to be at least 0x3000)"
+        "Partition {name} invalid: '{name}' partition of type {ty} and subtype {subtype} of size {} must be flagged as 'readonly' (the size of read/write NVS has to be at least 0x3000)",
+        hx(.size)
     )]
     #[diagnostic(
         code(espfleet::partition_table::nvs_too_small),
@@ -375,7 +380,7 @@ pub enum PartitionError {
     },
 
     /// A partition starts below the end of the table's sector.
-    #[error("Partition offset {offset:#x} is below {limit:#x}")]
+    #[error("Partition offset {} is below {}", hx(.offset), hx(.limit))]
     #[diagnostic(
         code(espfleet::partition_table::offset_below_table),
         help("partitions go after the partition table sector (table offset + 0x1000)")
@@ -390,7 +395,7 @@ pub enum PartitionError {
     },
 
     /// Two partitions overlap (checked in offset order).
-    #[error("Partition at {offset:#x} overlaps {other_start:#x}-{other_last:#x}")]
+    #[error("Partition at {} overlaps {}-{}", hx(.offset), hx(.other_start), hx(.other_last))]
     #[diagnostic(
         code(espfleet::partition_table::overlap),
         help("move or shrink one of the two partitions")
@@ -450,7 +455,7 @@ pub enum PartitionError {
     },
 
     /// A value does not fit its binary field (gen_esp32part.py crashes with `struct.error`).
-    #[error("the {field} value {value:#x} does not fit in the binary entry")]
+    #[error("the {field} value {} does not fit in the binary entry", hx(.value))]
     #[diagnostic(
         code(espfleet::partition_table::value_out_of_range),
         help(
@@ -559,6 +564,15 @@ pub enum PartitionError {
         /// Whether gen_esp32part.py crashes (exit 1) rather than reports (exit 2).
         crash: bool,
     },
+}
+
+/// Python's `"0x%x" % v`, which gen_esp32part.py uses in its messages (`0x-1000` when negative).
+fn hx(v: &i128) -> String {
+    if *v < 0 {
+        format!("0x-{:x}", v.unsigned_abs())
+    } else {
+        format!("{v:#x}")
+    }
 }
 
 #[allow(clippy::cast_precision_loss)] // only for the human-readable "3.1MB"

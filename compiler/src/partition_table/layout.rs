@@ -219,6 +219,7 @@ pub(crate) fn finish(
         errors.extend(verify(&placed, opts));
     }
     errors.extend(check_flash_size(&placed, opts.flash_size));
+    let rows: Vec<RowRef> = placed.iter().map(|p| p.at).collect();
     let mut partitions = Vec::with_capacity(placed.len());
     for p in placed {
         match to_partition(p) {
@@ -227,8 +228,13 @@ pub(crate) fn finish(
         }
     }
     if errors.is_empty() {
-        if let Err(e) = check_capacity(partitions.len(), opts.md5) {
-            errors.push(e);
+        if let Err(PartitionError::TableTooLarge { at, bytes }) =
+            check_capacity(partitions.len(), opts.md5)
+        {
+            errors.push(PartitionError::TableTooLarge {
+                at: rows.get(at.row).copied().unwrap_or(at),
+                bytes,
+            });
         }
     }
     if errors.is_empty() {
@@ -258,48 +264,45 @@ fn place(parsed: Vec<Parsed>, opts: &TableOptions) -> Result<Vec<Placed>, Vec<Pa
             });
             continue;
         }
-        let offset = match e.offset {
-            Some(offset) => {
-                if offset < last_end {
-                    // The tool compares with `==` against the first row (name, type, subtype,
-                    // offset, size), so a copy of the first row gets the first-row message.
-                    let like_first = placed.first().is_none_or(|f| {
-                        i == 0
-                            || (f.name == e.name
-                                && f.ty == e.ty
-                                && f.subtype == e.subtype
-                                && f.offset == offset
-                                && f.size == e.size)
-                    });
-                    errors.push(if like_first {
-                        PartitionError::OffsetInTableSector {
-                            at: e.at,
-                            offset,
-                            table_offset: opts.table_offset,
-                            next_free: last_end,
-                        }
-                    } else {
-                        PartitionError::OffsetOutOfOrder {
-                            at: e.at,
-                            offset,
-                            previous_end: last_end,
-                        }
-                    });
-                }
-                offset
-            }
-            None => {
-                let align = if e.ty == i128::from(TYPE_APP) {
-                    0x10000
+        let offset = if let Some(offset) = e.offset {
+            if offset < last_end {
+                // The tool compares with `==` against the first row (name, type, subtype,
+                // offset, size), so a copy of the first row gets the first-row message.
+                let like_first = placed.first().is_none_or(|f| {
+                    i == 0
+                        || (f.name == e.name
+                            && f.ty == e.ty
+                            && f.subtype == e.subtype
+                            && f.offset == offset
+                            && f.size == e.size)
+                });
+                errors.push(if like_first {
+                    PartitionError::OffsetInTableSector {
+                        at: e.at,
+                        offset,
+                        table_offset: opts.table_offset,
+                        next_free: last_end,
+                    }
                 } else {
-                    0x1000
-                };
-                let rem = last_end.rem_euclid(align);
-                if rem != 0 {
-                    last_end += align - rem;
-                }
-                last_end
+                    PartitionError::OffsetOutOfOrder {
+                        at: e.at,
+                        offset,
+                        previous_end: last_end,
+                    }
+                });
             }
+            offset
+        } else {
+            let align = if e.ty == i128::from(TYPE_APP) {
+                0x10000
+            } else {
+                0x1000
+            };
+            let rem = last_end.rem_euclid(align);
+            if rem != 0 {
+                last_end += align - rem;
+            }
+            last_end
         };
         let size = if e.size < 0 { -e.size - offset } else { e.size };
         last_end = offset + size;
@@ -323,60 +326,65 @@ fn place(parsed: Vec<Parsed>, opts: &TableOptions) -> Result<Vec<Placed>, Vec<Pa
 /// The tool's `verify()`: per-partition checks (first failure of each partition), then names,
 /// offsets/overlaps and otadata.
 fn verify(parts: &[Placed], opts: &TableOptions) -> Vec<PartitionError> {
+    let mut errors: Vec<PartitionError> = parts
+        .iter()
+        .filter_map(|p| verify_partition(p, opts))
+        .collect();
+    errors.extend(check_names(parts));
+    errors.extend(check_overlaps(parts, opts));
+    errors.extend(check_otadata(parts, &opts.keywords));
+    errors
+}
+
+/// The first per-partition rule a partition breaks: alignment, app size, read-only rules.
+fn verify_partition(p: &Placed, opts: &TableOptions) -> Option<PartitionError> {
     let kw = &opts.keywords;
-    let mut errors = Vec::new();
     let data = i128::from(TYPE_DATA);
-    let ota = kw.builtin(TYPE_DATA, "ota");
-    let coredump = kw.builtin(TYPE_DATA, "coredump");
-    let nvs = kw.builtin(TYPE_DATA, "nvs");
-    let tee_ota = kw.builtin(TYPE_DATA, "tee_ota");
+    let is_app = p.ty == i128::from(TYPE_APP);
+    let align: i128 = if is_app { 0x10000 } else { 0x1000 };
     let size_align: i128 = if opts.secure == Some(SecureBoot::V1) {
         0x10000
     } else {
         0x1000
     };
-    for p in parts {
-        let is_app = p.ty == i128::from(TYPE_APP);
-        let align: i128 = if is_app { 0x10000 } else { 0x1000 };
-        let err = if p.offset.rem_euclid(align) != 0 {
-            Some(PartitionError::OffsetMisaligned {
-                at: p.at,
-                name: p.name.clone(),
-                offset: p.offset,
-                align: u32::try_from(align).unwrap_or(u32::MAX),
-            })
-        } else if is_app && p.size.rem_euclid(size_align) != 0 {
-            Some(PartitionError::SizeMisaligned {
-                at: p.at,
-                name: p.name.clone(),
-                size: p.size,
-                align: u32::try_from(size_align).unwrap_or(u32::MAX),
-            })
-        } else if p.ty == data
-            && (Some(p.subtype) == ota || Some(p.subtype) == coredump)
-            && p.flags.readonly
-        {
-            Some(PartitionError::ReadonlyNotAllowed {
-                at: p.at,
-                name: p.name.clone(),
-                ty: p.ty,
-                subtype: p.subtype,
-            })
-        } else if p.ty == data && Some(p.subtype) == nvs && p.size < NVS_RW_MIN && !p.flags.readonly
-        {
-            Some(PartitionError::NvsTooSmall {
-                at: p.at,
-                name: p.name.clone(),
-                ty: p.ty,
-                subtype: p.subtype,
-                size: p.size,
-            })
-        } else {
-            None
-        };
-        errors.extend(err);
+    let is_data = |keyword: &str| p.ty == data && Some(p.subtype) == kw.builtin(TYPE_DATA, keyword);
+    if p.offset.rem_euclid(align) != 0 {
+        Some(PartitionError::OffsetMisaligned {
+            at: p.at,
+            name: p.name.clone(),
+            offset: p.offset,
+            align: u32::try_from(align).unwrap_or(u32::MAX),
+        })
+    } else if is_app && p.size.rem_euclid(size_align) != 0 {
+        Some(PartitionError::SizeMisaligned {
+            at: p.at,
+            name: p.name.clone(),
+            size: p.size,
+            align: u32::try_from(size_align).unwrap_or(u32::MAX),
+        })
+    } else if (is_data("ota") || is_data("coredump")) && p.flags.readonly {
+        Some(PartitionError::ReadonlyNotAllowed {
+            at: p.at,
+            name: p.name.clone(),
+            ty: p.ty,
+            subtype: p.subtype,
+        })
+    } else if is_data("nvs") && p.size < NVS_RW_MIN && !p.flags.readonly {
+        Some(PartitionError::NvsTooSmall {
+            at: p.at,
+            name: p.name.clone(),
+            ty: p.ty,
+            subtype: p.subtype,
+            size: p.size,
+        })
+    } else {
+        None
     }
+}
 
+/// Full (untruncated) names must be unique.
+fn check_names(parts: &[Placed]) -> Vec<PartitionError> {
+    let mut errors = Vec::new();
     let mut first_by_name: HashMap<&str, RowRef> = HashMap::new();
     for p in parts {
         match first_by_name.get(p.name.as_str()) {
@@ -390,13 +398,18 @@ fn verify(parts: &[Placed], opts: &TableOptions) -> Vec<PartitionError> {
             }
         }
     }
+    errors
+}
 
+/// In offset order: nothing below the table's sector (except the fixed primary rows), no overlaps.
+fn check_overlaps(parts: &[Placed], opts: &TableOptions) -> Vec<PartitionError> {
+    let mut errors = Vec::new();
     let limit = i128::from(opts.table_offset) + TABLE_SECTOR;
     let mut sorted: Vec<&Placed> = parts.iter().collect();
     sorted.sort_by_key(|p| p.offset); // stable, like Python's sorted()
     let mut last: Option<&Placed> = None;
     for p in sorted {
-        if p.offset < limit && !is_fixed_primary(p.ty, p.subtype, kw) {
+        if p.offset < limit && !is_fixed_primary(p.ty, p.subtype, &opts.keywords) {
             errors.push(PartitionError::OffsetBelowTable {
                 at: p.at,
                 offset: p.offset,
@@ -415,12 +428,19 @@ fn verify(parts: &[Placed], opts: &TableOptions) -> Vec<PartitionError> {
         }
         last = Some(p);
     }
+    errors
+}
 
-    for (subtype, tee) in [(ota, false), (tee_ota, true)] {
-        let Some(subtype) = subtype else { continue };
+/// At most one `data/ota` and one `data/tee_ota`, each 0x2000 bytes.
+fn check_otadata(parts: &[Placed], kw: &Keywords) -> Vec<PartitionError> {
+    let mut errors = Vec::new();
+    for (keyword, tee) in [("ota", false), ("tee_ota", true)] {
+        let Some(subtype) = kw.builtin(TYPE_DATA, keyword) else {
+            continue;
+        };
         let otadata: Vec<&Placed> = parts
             .iter()
-            .filter(|p| p.ty == data && p.subtype == subtype)
+            .filter(|p| p.ty == i128::from(TYPE_DATA) && p.subtype == subtype)
             .collect();
         match otadata.as_slice() {
             [] => {}

@@ -664,7 +664,8 @@ impl Device {
     fn flash_end(&mut self, cmd: &Command) -> Result<Handled, Failure> {
         let stub = self.state == LoaderState::Stub;
         let reboot = word(cmd, 0)? == 0;
-        if let (true, Some(w)) = (stub, &self.write) {
+        // The write session ends here either way.
+        if let (true, Some(w)) = (stub, self.write.take()) {
             if cmd.op == op::FLASH_DEFL_END && w.compressed && w.written < w.size {
                 return Err(Failure::NOT_ENOUGH_DATA);
             }
@@ -694,17 +695,19 @@ impl Device {
         self.pump_read()
     }
 
-    /// Sends data packets while fewer than `max_in_flight` are unacknowledged, then the MD5 once
-    /// the host has acknowledged everything (spec 6.10).
+    /// Sends data packets while fewer than `max_in_flight` *bytes* are unacknowledged, then the
+    /// MD5 once the host has acknowledged everything (spec 6.10). The window counts bytes, as in
+    /// esptool's stub (`num_sent - num_acked < max_in_flight`): with the 64 both clients pass
+    /// and 4 KiB packets, one packet is in flight at a time. espflash clears its input buffer
+    /// before each acknowledgement, so a packet-counting window loses data with it (the
+    /// "Corrupt data, expected 1000 bytes" failure of espflash issue #697).
     fn pump_read(&mut self) -> Vec<Action> {
         let Some(r) = self.read.as_mut() else {
             return Vec::new();
         };
         let mut actions = Vec::new();
         let flash = self.flash.lock().unwrap_or_else(PoisonError::into_inner);
-        while r.sent < r.total
-            && (r.sent - r.acked.min(r.sent)) < r.packet.saturating_mul(r.max_in_flight)
-        {
+        while r.sent < r.total && r.sent - r.acked.min(r.sent) < r.max_in_flight {
             let n = r.packet.min(r.total - r.sent);
             actions.push(Action::Frame(flash.read(r.offset + r.sent, n)));
             r.sent += n;

@@ -54,83 +54,95 @@ impl Simulator {
             None => FlashArray::erased(size),
         };
         let flash = Arc::new(Mutex::new(flash));
-        if let Some(link) = &config.link {
-            let _ = std::fs::remove_file(link);
-            std::os::unix::fs::symlink(&pty.path, link).map_err(|source| SimError::Link {
-                path: link.clone(),
-                source,
-            })?;
-        }
-        let profile = ChipProfile::of(config.chip);
-        let identity = match config.faults.report_chip {
-            None => Identity {
-                magic: profile.magic,
-                security_chip_id: profile.security_chip_id,
-            },
-            Some(ReportedChip::Chip(c)) => {
-                let p = ChipProfile::of(c);
-                Identity {
-                    magic: p.magic,
-                    security_chip_id: p.security_chip_id,
-                }
-            }
-            Some(ReportedChip::Magic(magic)) => Identity {
-                magic,
-                security_chip_id: None,
-            },
-        };
-        let jedec = config
-            .faults
-            .jedec_flash_size
-            .unwrap_or(config.flash_size)
-            .bytes();
-        let opts = DeviceOptions {
-            profile,
-            identity,
-            mac: config.mac.unwrap_or_else(|| default_mac(config.chip)),
-            jedec_capacity_code: u8::try_from(jedec.trailing_zeros())
-                .expect("log2 of a u32 fits in u8"),
-            stub_reboot_to_rom: config.stub_reboot == StubReboot::ToRomLoader,
-            timing: config.pacing.flash_timing,
-        };
-        let device = Device::new(opts, Arc::clone(&flash));
-        let shared = Arc::new(Shared::default());
-        shared.set_state(LoaderState::Rom);
         let path = pty.path.clone();
-        let link = config.link.clone();
-        let runner = Runner {
-            pty: Some(pty),
-            device,
-            decoder: slip::Decoder::new(),
-            shared: Arc::clone(&shared),
-            flash: Arc::clone(&flash),
-            config,
-            rx_clock: Instant::now(),
-            tx_clock: Instant::now(),
-            busy_until: Instant::now(),
-            dirty: false,
-            last_traffic: Instant::now(),
-            per_op: std::collections::HashMap::new(),
-            stall_fired: false,
-            unplug_fired: false,
-        };
-        shared
-            .stats
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .baud = crate::device::ROM_BAUD;
-        let thread = std::thread::Builder::new()
-            .name("espfleet-sim".into())
-            .spawn(move || runner.run())
-            .map_err(|source| SimError::Thread { source })?;
+        let (shared, thread) = launch(pty, &config, &flash)?;
         Ok(SimHandle {
             shared,
             flash,
             path,
-            link,
+            config,
             thread: Some(thread),
         })
     }
+}
+
+/// The simulator thread; it returns when stopped or unplugged.
+type SimThread = JoinHandle<Result<(), SimError>>;
+
+/// Starts the simulator thread on `pty`: a board just powered on into the ROM loader.
+fn launch(
+    pty: Pty,
+    config: &SimConfig,
+    flash: &Arc<Mutex<FlashArray>>,
+) -> Result<(Arc<Shared>, SimThread), SimError> {
+    if let Some(link) = &config.link {
+        let _ = std::fs::remove_file(link);
+        std::os::unix::fs::symlink(&pty.path, link).map_err(|source| SimError::Link {
+            path: link.clone(),
+            source,
+        })?;
+    }
+    let profile = ChipProfile::of(config.chip);
+    let identity = match config.faults.report_chip {
+        None => Identity {
+            magic: profile.magic,
+            security_chip_id: profile.security_chip_id,
+        },
+        Some(ReportedChip::Chip(c)) => {
+            let p = ChipProfile::of(c);
+            Identity {
+                magic: p.magic,
+                security_chip_id: p.security_chip_id,
+            }
+        }
+        Some(ReportedChip::Magic(magic)) => Identity {
+            magic,
+            security_chip_id: None,
+        },
+    };
+    let jedec = config
+        .faults
+        .jedec_flash_size
+        .unwrap_or(config.flash_size)
+        .bytes();
+    let opts = DeviceOptions {
+        profile,
+        identity,
+        mac: config.mac.unwrap_or_else(|| default_mac(config.chip)),
+        jedec_capacity_code: u8::try_from(jedec.trailing_zeros())
+            .expect("log2 of a u32 fits in u8"),
+        stub_reboot_to_rom: config.stub_reboot == StubReboot::ToRomLoader,
+        timing: config.pacing.flash_timing,
+    };
+    let device = Device::new(opts, Arc::clone(flash));
+    let shared = Arc::new(Shared::default());
+    shared.set_state(LoaderState::Rom);
+    shared
+        .stats
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .baud = crate::device::ROM_BAUD;
+    let runner = Runner {
+        pty: Some(pty),
+        device,
+        decoder: slip::Decoder::new(),
+        shared: Arc::clone(&shared),
+        flash: Arc::clone(flash),
+        config: config.clone(),
+        rx_clock: Instant::now(),
+        tx_clock: Instant::now(),
+        busy_until: Instant::now(),
+        dirty: false,
+        last_traffic: Instant::now(),
+        per_op: std::collections::HashMap::new(),
+        stall_fired: false,
+        unplug_fired: false,
+    };
+    let thread = std::thread::Builder::new()
+        .name("espfleet-sim".into())
+        .spawn(move || runner.run())
+        .map_err(|source| SimError::Thread { source })?;
+    Ok((shared, thread))
 }
 
 /// Control flags and the state the handle can see.
@@ -154,6 +166,7 @@ impl Shared {
         self.stop.load(Ordering::SeqCst)
             || self.unplug.load(Ordering::SeqCst)
             || self.reset.load(Ordering::SeqCst)
+            || self.boot.load(Ordering::SeqCst)
     }
 }
 
@@ -163,8 +176,8 @@ pub struct SimHandle {
     shared: Arc<Shared>,
     flash: Arc<Mutex<FlashArray>>,
     path: PathBuf,
-    link: Option<PathBuf>,
-    thread: Option<JoinHandle<Result<(), SimError>>>,
+    config: SimConfig,
+    thread: Option<SimThread>,
 }
 
 impl SimHandle {
@@ -175,7 +188,7 @@ impl SimHandle {
 
     /// The symlink made for [`SimConfig::link`], if any.
     pub fn link(&self) -> Option<&Path> {
-        self.link.as_deref()
+        self.config.link.as_deref()
     }
 
     /// A copy of the whole flash array as it is now.
@@ -226,6 +239,25 @@ impl SimHandle {
     /// Returns once it has happened.
     pub fn unplug(&self) {
         self.request(&self.shared.unplug);
+    }
+
+    /// Plugs the board back in after an unplug (or unplugs and replugs it): a new pty, possibly
+    /// under a new path (read [`SimHandle::path`] again; the link, if any, is remade), and the
+    /// board powers up in the ROM loader with its flash contents kept, as if its BOOT button were
+    /// held. Faults fire again; statistics start from zero.
+    pub fn replug(&mut self) -> Result<(), SimError> {
+        if !self.is_unplugged() {
+            self.unplug();
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap_or(Ok(()))?;
+        }
+        let pty = Pty::open().map_err(|source| SimError::Pty { source })?;
+        self.path.clone_from(&pty.path);
+        let (shared, thread) = launch(pty, &self.config, &self.flash)?;
+        self.shared = shared;
+        self.thread = Some(thread);
+        Ok(())
     }
 
     /// True once the board has been unplugged (by [`SimHandle::unplug`] or an unplug fault).
@@ -350,8 +382,15 @@ impl Runner {
             }
             if self.shared.boot.load(Ordering::SeqCst) {
                 self.decoder = slip::Decoder::new();
-                let _ = self.apply(Device::boot_app);
+                let before = self.device.state();
+                let actions = self.device.boot_app();
+                self.busy_until = Instant::now();
+                self.stats(|s| s.baud = self.device.baud());
+                // Publish the new state and release the caller before the boot log goes out
+                // (sending checks the request flags and would stop early otherwise).
+                self.shared.set_state(self.device.state());
                 self.shared.boot.store(false, Ordering::SeqCst);
+                let _ = self.run_actions(before, actions);
             }
             if self.dirty && self.last_traffic.elapsed() > IDLE_PERSIST {
                 self.persist();
@@ -757,8 +796,9 @@ impl Runner {
 
     fn do_unplug(&mut self) {
         self.persist();
-        self.close();
+        // Flag first: a client that sees the hang-up must also see `is_unplugged()`.
         self.shared.unplugged.store(true, Ordering::SeqCst);
+        self.close();
         self.shared.unplug.store(false, Ordering::SeqCst);
         self.emit(&SimEvent::Unplugged);
     }

@@ -16,7 +16,7 @@
 //! | 1 | inputs on which the tool crashes with a Python exception: values that do not fit the binary (type > 255, offset ≥ 4 GiB, a negative resolved size), text that is not UTF-8, a bad `--extra-partition-subtypes` value; also failing to write the output |
 //! | 2 | invalid input reported as such (CSV syntax, layout, verification, flash size, table too large, corrupt binary), unreadable input, bad options |
 
-use std::io::{Read as _, Write as _};
+use std::io::{Read as _, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -68,14 +68,15 @@ pub struct PartitionsArgs {
 }
 
 /// How a failed run ends: the tool's exit status for the first error.
-fn fail(errors: &[PartitionError]) -> ExitCode {
+fn fail(err: &mut dyn Write, errors: &[PartitionError]) -> ExitCode {
     for e in errors {
         match e.at() {
-            Some(at) => eprintln!("Error at {at}: {e}"),
-            None => eprintln!("{e}"),
+            Some(at) => writeln!(err, "Error at {at}: {e}"),
+            None => writeln!(err, "{e}"),
         }
+        .ok();
         if let Some(help) = e.help() {
-            eprintln!("  help: {help}");
+            writeln!(err, "  help: {help}").ok();
         }
     }
     if errors.first().is_some_and(PartitionError::is_oracle_crash) {
@@ -85,42 +86,54 @@ fn fail(errors: &[PartitionError]) -> ExitCode {
     }
 }
 
-fn usage(message: &str) -> ExitCode {
-    eprintln!("error: {message}");
+fn usage(err: &mut dyn Write, message: &str) -> ExitCode {
+    writeln!(err, "error: {message}").ok();
     ExitCode::from(2)
 }
 
-fn address(option: &str, text: &str) -> Result<u32, ExitCode> {
+fn address(err: &mut dyn Write, option: &str, text: &str) -> Result<u32, ExitCode> {
     parse_option_int(text)
         .and_then(|v| u32::try_from(v).ok())
         .ok_or_else(|| {
-            usage(&format!(
-                "{option} {text:?} is not an address (a number such as 0x8000)"
-            ))
+            usage(
+                err,
+                &format!("{option} {text:?} is not an address (a number such as 0x8000)"),
+            )
         })
 }
 
-fn warn(warnings: &[PartitionWarning]) {
+fn warn(err: &mut dyn Write, warnings: &[PartitionWarning]) {
     for w in warnings {
-        eprintln!("WARNING: {w}");
+        writeln!(err, "WARNING: {w}").ok();
     }
 }
 
-/// Runs `espfleet partitions`.
+/// Runs `espfleet partitions`. Errors are printed here (with the tool's exit codes), so the
+/// `Result` of the common subcommand signature is always `Ok`.
+#[allow(clippy::needless_pass_by_value, clippy::unnecessary_wraps)] // the shared dispatch signature
 pub fn run(args: PartitionsArgs, global: &GlobalOpts) -> miette::Result<ExitCode> {
-    Ok(match convert(&args, global.quiet) {
+    Ok(match convert(&args, global.quiet, &mut std::io::stderr()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(code) => code,
     })
 }
 
-fn options(args: &PartitionsArgs) -> Result<TableOptions, ExitCode> {
+fn options(err: &mut dyn Write, args: &PartitionsArgs) -> Result<TableOptions, ExitCode> {
     let mut keywords = Keywords::esp_idf();
     for spec in &args.extra_partition_subtypes {
-        keywords.add_extra(spec).map_err(|e| fail(&[e]))?;
+        keywords.add_extra(spec).map_err(|e| fail(err, &[e]))?;
     }
+    let table_offset = address(err, "--offset", &args.offset)?;
+    let primary_bootloader_offset = match &args.primary_bootloader_offset {
+        Some(t) => Some(address(err, "--primary-bootloader-offset", t)?),
+        None => None,
+    };
+    let recovery_bootloader_offset = match &args.recovery_bootloader_offset {
+        Some(t) => Some(address(err, "--recovery-bootloader-offset", t)?),
+        None => None,
+    };
     Ok(TableOptions {
-        table_offset: address("--offset", &args.offset)?,
+        table_offset,
         md5: !args.disable_md5sum,
         verify: !args.no_verify,
         secure: args.secure.as_deref().map(|s| {
@@ -130,16 +143,8 @@ fn options(args: &PartitionsArgs) -> Result<TableOptions, ExitCode> {
                 SecureBoot::V1
             }
         }),
-        primary_bootloader_offset: args
-            .primary_bootloader_offset
-            .as_deref()
-            .map(|t| address("--primary-bootloader-offset", t))
-            .transpose()?,
-        recovery_bootloader_offset: args
-            .recovery_bootloader_offset
-            .as_deref()
-            .map(|t| address("--recovery-bootloader-offset", t))
-            .transpose()?,
+        primary_bootloader_offset,
+        recovery_bootloader_offset,
         flash_size: args
             .flash_size
             .as_deref()
@@ -150,72 +155,69 @@ fn options(args: &PartitionsArgs) -> Result<TableOptions, ExitCode> {
     })
 }
 
-fn read_input(path: &Path) -> Result<Vec<u8>, ExitCode> {
+fn read_input(err: &mut dyn Write, path: &Path) -> Result<Vec<u8>, ExitCode> {
     if path == Path::new("-") {
         let mut bytes = Vec::new();
         std::io::stdin()
             .read_to_end(&mut bytes)
-            .map_err(|e| usage(&format!("reading stdin: {e}")))?;
+            .map_err(|e| usage(err, &format!("reading stdin: {e}")))?;
         return Ok(bytes);
     }
-    fs_err::read(path).map_err(|e| usage(&e.to_string()))
+    fs_err::read(path).map_err(|e| usage(err, &e.to_string()))
 }
 
-fn convert(args: &PartitionsArgs, quiet: bool) -> Result<(), ExitCode> {
-    let status = |msg: &str| {
+/// The conversion, with status lines, warnings and errors written to `err` (stderr in use).
+fn convert(args: &PartitionsArgs, quiet: bool, err: &mut dyn Write) -> Result<(), ExitCode> {
+    let status = |err: &mut dyn Write, msg: &str| {
         if !quiet {
-            eprintln!("{msg}");
+            writeln!(err, "{msg}").ok();
         }
     };
-    let opts = options(args)?;
+    let opts = options(err, args)?;
     if let Some(primary) = opts.primary_bootloader_offset {
         if primary >= opts.table_offset {
-            return Err(fail(&[PartitionError::BootloaderAboveTable {
+            let e = PartitionError::BootloaderAboveTable {
                 primary,
                 table: opts.table_offset,
-            }]));
+            };
+            return Err(fail(err, &[e]));
         }
     }
-    let input = read_input(&args.input)?;
+    let input = read_input(err, &args.input)?;
     let output: Vec<u8> = if input.starts_with(&[0xAA, 0x50]) {
-        status("Parsing binary partition input...");
-        let decoded = PartitionTable::decode(&input, opts.md5).map_err(|e| fail(&[e]))?;
-        warn(&decoded.warnings);
+        status(err, "Parsing binary partition input...");
+        let decoded = PartitionTable::decode(&input, opts.md5).map_err(|e| fail(err, &[e]))?;
+        warn(err, &decoded.warnings);
         if opts.verify {
-            status("Verifying table...");
+            status(err, "Verifying table...");
         }
-        decoded.table.validate(&opts).map_err(|e| fail(&e))?;
+        decoded.table.validate(&opts).map_err(|e| fail(err, &e))?;
         if opts.verify {
-            warn(&decoded.table.warnings(&opts.keywords));
+            warn(err, &decoded.table.warnings(&opts.keywords));
         }
         decoded.table.to_csv_with(&opts.keywords).into_bytes()
     } else {
-        status("Parsing CSV input...");
-        let text = decode_csv_text(&input).map_err(|e| fail(&[e]))?;
+        status(err, "Parsing CSV input...");
+        let text = decode_csv_text(&input).map_err(|e| fail(err, &[e]))?;
         if opts.verify {
-            status("Verifying table...");
+            status(err, "Verifying table...");
         }
-        let table = parse_csv(&text, &opts).map_err(|e| fail(&e))?;
+        let table = parse_csv(&text, &opts).map_err(|e| fail(err, &e))?;
         if opts.verify {
-            warn(&table.warnings(&opts.keywords));
+            warn(err, &table.warnings(&opts.keywords));
         }
-        table.to_bytes(opts.md5).map_err(|e| fail(&[e]))?
+        table.to_bytes(opts.md5).map_err(|e| fail(err, &[e]))?
     };
-    if args.output == Path::new("-") {
+    let written = if args.output == Path::new("-") {
         let mut out = std::io::stdout().lock();
-        out.write_all(&output)
-            .and_then(|()| out.flush())
-            .map_err(|e| {
-                eprintln!("error: writing stdout: {e}");
-                ExitCode::from(1)
-            })?;
+        out.write_all(&output).and_then(|()| out.flush())
     } else {
-        write_atomic(&args.output, &output, None).map_err(|e| {
-            eprintln!("error: writing {}: {e}", args.output.display());
-            ExitCode::from(1)
-        })?;
-    }
-    Ok(())
+        write_atomic(&args.output, &output, None)
+    };
+    written.map_err(|e| {
+        writeln!(err, "error: writing {}: {e}", args.output.display()).ok();
+        ExitCode::from(1)
+    })
 }
 
 #[cfg(test)]
@@ -225,16 +227,15 @@ mod tests {
 
     fn golden(name: &str) -> PathBuf {
         let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let shared = std::env::var_os("ESPFLEET_SHARED_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                manifest_dir
-                    .ancestors()
-                    .skip(2)
-                    .map(|a| a.join("shared"))
-                    .find(|p| p.join("golden/manifest.json").is_file())
-                    .expect("shared/ not found beside the repository; set ESPFLEET_SHARED_DIR")
-            });
+        let shared = match std::env::var_os("ESPFLEET_SHARED_DIR") {
+            Some(dir) => PathBuf::from(dir),
+            None => manifest_dir
+                .ancestors()
+                .skip(2)
+                .map(|a| a.join("shared"))
+                .find(|p| p.join("golden/manifest.json").is_file())
+                .expect("shared/ not found beside the repository; set ESPFLEET_SHARED_DIR"),
+        };
         shared.join("golden/partitions").join(name)
     }
 
@@ -338,5 +339,37 @@ mod tests {
         let code = run(args(&dup, &out, &["--no-verify"]), &quiet()).unwrap();
         assert_eq!(exit(code), exit(ExitCode::SUCCESS));
         assert_eq!(std::fs::read(&out).unwrap().len(), 0xC00);
+    }
+
+    /// What a user sees for a table with several problems: every error with its line and a
+    /// help, in the tool's order (expected text written by hand from the messages in the spec).
+    #[test]
+    fn errors_name_the_csv_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("bad.csv");
+        std::fs::write(
+            &input,
+            "# Name, Type, SubType, Offset, Size\na, data, nvs, , 0x4000\na, data, ota, , 4K\nb, app, factory, 0x18000, 1M\n",
+        )
+        .unwrap();
+        let mut err = Vec::new();
+        let code = convert(
+            &args(&input, &dir.path().join("out.bin"), &[]),
+            false,
+            &mut err,
+        )
+        .unwrap_err();
+        assert_eq!(exit(code), exit(ExitCode::from(2)));
+        let expected = "\
+Parsing CSV input...
+Verifying table...
+Error at line 4: Partition b invalid: Offset 0x18000 is not aligned to 0x10000
+  help: app partitions start on a 64 KiB boundary, all others on a 4 KiB boundary
+Error at line 3: Partition names must be unique ('a' is also used at line 2)
+  help: rename one of the partitions
+Error at line 3: otadata partition must have size = 0x2000
+  help: otadata holds two 4 KiB sectors: give it size 0x2000 (8K)
+";
+        assert_eq!(String::from_utf8(err).unwrap(), expected);
     }
 }

@@ -28,7 +28,8 @@ the ROM loader. A pty has no DTR/RTS lines, so tell clients not to reset:
   espflash: ResetBeforeOperation::NoReset with ResetAfterOperation::NoReset or NoResetNoStub
 
 Example:
-  PORT=$(espfleet sim --chip esp32c3 --flash-file board.bin &) ...
+  espfleet sim --chip esp32c3 --flash-file board.bin > /tmp/sim-port &
+  sleep 0.5; PORT=$(cat /tmp/sim-port)     # or --link /tmp/esp32c3 for a fixed name
 
 TRIGGER is bytes:N (after N bytes from the host), command:N (the Nth command) or OPCODE:N \
 (the Nth command with that opcode, by name such as FLASH_DATA or as hex such as 0x03).
@@ -62,6 +63,10 @@ pub struct SimArgs {
     /// Accept frames even when the host's line speed differs from the device's.
     #[arg(long)]
     pub no_baud_check: bool,
+    /// Serve the pty master given as standard input instead of making a new pty (umockdev: pass
+    /// the fd from `Testbed.get_dev_fd()` as the child's stdin). The slave path is printed as usual.
+    #[arg(long)]
+    pub master_from_stdin: bool,
 
     /// Fault: drop bytes from the host (BYTES).
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes, help_heading = "Faults")]
@@ -170,7 +175,16 @@ impl SimArgs {
 pub fn run(args: SimArgs, global: &GlobalOpts) -> miette::Result<ExitCode> {
     let mut config = args.to_config();
     config.on_event = Some(Arc::new(log_event));
-    let sim = Simulator::spawn(config)?;
+    let sim = if args.master_from_stdin {
+        use std::os::fd::AsFd as _;
+        let master = std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .into_diagnostic()?;
+        Simulator::spawn_on_master(master, config)?
+    } else {
+        Simulator::spawn(config)?
+    };
     // The path is the only thing on stdout, so `PORT=$(...)`-style capture works.
     let mut stdout = std::io::stdout();
     writeln!(stdout, "{}", sim.link().unwrap_or(sim.path()).display()).into_diagnostic()?;

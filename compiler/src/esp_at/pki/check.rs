@@ -198,7 +198,7 @@ fn cert_from_der(der: &[u8]) -> Result<CertInfo, String> {
             "2.5.29.14" => {
                 info.subject_key_id = SubjectKeyIdentifier::from_der(v)
                     .ok()
-                    .map(|s| s.0.as_bytes().to_vec())
+                    .map(|s| s.0.as_bytes().to_vec());
             }
             "2.5.29.35" => {
                 info.authority_key_id = AuthorityKeyIdentifier::from_der(v)
@@ -206,7 +206,9 @@ fn cert_from_der(der: &[u8]) -> Result<CertInfo, String> {
                     .and_then(|a| a.key_identifier)
                     .map(|k| k.as_bytes().to_vec());
             }
-            "2.5.29.19" => info.is_ca = BasicConstraints::from_der(v).ok().map(|b| b.ca),
+            "2.5.29.19" => {
+                info.is_ca = BasicConstraints::from_der(v).ok().map(|b| b.ca);
+            }
             _ => {}
         }
     }

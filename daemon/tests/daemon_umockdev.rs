@@ -91,7 +91,13 @@ fn ensure_mock_env(test_name: &str) -> bool {
     let st = Command::new("umockdev-wrapper")
         .env("UMOCKDEV_REEXEC", "1")
         .arg(std::env::current_exe().unwrap())
-        .args([test_name, "--exact", "--include-ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            test_name,
+            "--exact",
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .status()
         .expect("umockdev-wrapper missing: apt-get install umockdev (see tests/apt-packages.txt)");
     assert!(st.success(), "test under umockdev-wrapper failed: {st}");
@@ -142,7 +148,11 @@ impl Testbed {
     /// as the kernel does, so the same USB path can be plugged again.
     fn remove(&self, devices_bottom_up: &[String]) {
         unsafe {
-            umockdev_testbed_uevent(self.0, c(&devices_bottom_up[0]).as_ptr(), c("remove").as_ptr());
+            umockdev_testbed_uevent(
+                self.0,
+                c(&devices_bottom_up[0]).as_ptr(),
+                c("remove").as_ptr(),
+            );
             for d in devices_bottom_up {
                 umockdev_testbed_remove_device(self.0, c(d).as_ptr());
             }
@@ -344,7 +354,10 @@ impl Bench {
 
     fn unplug(&self, board: &Board) {
         board.sim.unplug();
-        let usb = format!("/sys/devices/pci0000:00/0000:00:14.0/usb1/1-1/1-1.{}", board.slot);
+        let usb = format!(
+            "/sys/devices/pci0000:00/0000:00:14.0/usb1/1-1/1-1.{}",
+            board.slot
+        );
         let intf = format!("{usb}/1-1.{}:1.0", board.slot);
         self.tb.remove(&[
             tty_syspath(board.slot, board.tty),
@@ -435,7 +448,6 @@ fn assert_holds(board: &Board, image: &espfleet_compiler::image::FlashImage) {
 
 #[test]
 #[allow(clippy::too_many_lines)] // one scenario, told in order
-#[ignore = "needs the compiler's image build step (espfleet_compiler::build), not merged yet"]
 fn hotplug_end_to_end_with_umockdev_simulators_and_the_real_daemon() {
     if !ensure_mock_env("hotplug_end_to_end_with_umockdev_simulators_and_the_real_daemon") {
         return;

@@ -634,3 +634,50 @@ fn hotplug_end_to_end_with_umockdev_simulators_and_the_real_daemon() {
     bench.stop_daemon();
     drop(boards);
 }
+
+/// The benchmark behind `tests/bench/hotplug.sh` (ignored in normal runs): time from the plug
+/// event to "flashed" for 1, 8 and 16 boards plugged at once, with simulators paced like real
+/// boards at 921,600 baud (UART bytes at line rate, typical flash erase/program times).
+#[test]
+#[ignore = "benchmark: run tests/bench/hotplug.sh"]
+#[allow(clippy::cast_precision_loss)] // board counts
+fn bench_hotplug_throughput() {
+    if !ensure_mock_env("bench_hotplug_throughput") {
+        return;
+    }
+    let mut bench = Bench::new();
+    let m = bench.manifests();
+    write_atomically(&m.join("bench-c3.kdl"), &manifest("bench-c3", Chip::Esp32c3, "match vid=0x10c4 pid=0xea60"));
+    let _notify = bench.start_daemon();
+    let bytes: usize = expected_image(&m.join("bench-c3.kdl")).segments.iter().map(|s| s.data.len()).sum();
+    println!("image: {bytes} bytes; simulators paced at 921600 baud with typical flash timings");
+    let mut next_slot = 1u8;
+    let mut one_board_rate = None;
+    for n in [1usize, 8, 16] {
+        let start = Instant::now();
+        let mut boards = Vec::new();
+        for _ in 0..n {
+            boards.push(bench.plug(next_slot, Chip::Esp32c3, |c| c.pacing = Pacing::REALISTIC));
+            next_slot += 1;
+        }
+        let mut latencies = Vec::new();
+        for b in &boards {
+            let r = &bench.wait_records(b.slot, 1)[0];
+            assert_eq!(r.outcome, Outcome::Flashed, "{r:#?}");
+            latencies.push(start.elapsed());
+        }
+        let total = start.elapsed();
+        let rate = n as f64 / total.as_secs_f64();
+        let base = *one_board_rate.get_or_insert(rate);
+        let mean = latencies.iter().map(Duration::as_secs_f64).sum::<f64>() / n as f64;
+        println!(
+            "boards={n:>2}  all flashed in {:>6.2} s  mean plug-to-flashed {mean:>6.2} s  throughput {rate:>5.2} boards/s  = {:>5.2}x one board",
+            total.as_secs_f64(),
+            rate / base
+        );
+        for b in &boards {
+            assert_holds(b, &expected_image(&m.join("bench-c3.kdl")));
+        }
+    }
+    bench.stop_daemon();
+}

@@ -19,10 +19,12 @@ mod check;
 mod import;
 mod inspect;
 mod flash;
+mod history;
 mod nvs;
 mod partitions;
 mod schema;
 mod sim;
+mod status;
 
 /// Global options shared by every subcommand.
 #[derive(Debug, Clone, clap::Args)]
@@ -91,6 +93,10 @@ enum Command {
     Import(import::ImportArgs),
     /// Show, trim or empty the content-addressed image cache.
     Cache(cache::CacheArgs),
+    /// What espfleetd did: its journal of flash attempts.
+    History(history::HistoryArgs),
+    /// Ask the running espfleetd what each port is doing.
+    Status(status::StatusArgs),
 }
 
 /// Entry point of the `espfleet` binary: parse arguments, set up diagnostics and logging, run.
@@ -108,6 +114,8 @@ pub fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(args, &cli.global),
         Command::Import(args) => import::run(args, &cli.global),
         Command::Cache(args) => cache::run(args, &cli.global),
+        Command::History(args) => history::run(args, &cli.global),
+        Command::Status(args) => status::run(args, &cli.global),
     };
     match result {
         Ok(code) => code,

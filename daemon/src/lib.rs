@@ -3,4 +3,5 @@
 //! The binaries in `src/bin/` only parse arguments, set up logging and call into [`cli`].
 
 pub mod cli;
+pub mod daemon;
 pub mod flasher;

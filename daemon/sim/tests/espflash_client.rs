@@ -25,6 +25,7 @@ fn connect(path: &Path, stub: bool, after: ResetAfterOperation, baud: Option<u32
         serial_number: None,
         manufacturer: None,
         product: None,
+        interface: None,
     };
     let conn = Connection::new(port, info, after, ResetBeforeOperation::NoReset, 115_200);
     Flasher::connect(conn, stub, true, true, None, baud).expect("espflash connects")

@@ -1,0 +1,84 @@
+//! `espfleet status`: ask the running daemon what each port is doing.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::GlobalOpts;
+use crate::daemon::status;
+
+/// Arguments of `espfleet status`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Asks espfleetd over its Unix socket (mode 0660: root and the espfleet \
+group). Exit code 1 when no daemon answers."
+)]
+pub struct StatusArgs {
+    /// Print the daemon's answer as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The daemon's status socket.
+    #[arg(
+        long,
+        env = "ESPFLEET_STATUS_SOCKET",
+        default_value = "/run/espfleet/status.sock"
+    )]
+    pub socket: PathBuf,
+}
+
+/// Prints the daemon's manifests and ports.
+#[allow(clippy::needless_pass_by_value)] // every subcommand's `run` takes its args by value
+pub fn run(args: StatusArgs, _global: &GlobalOpts) -> miette::Result<ExitCode> {
+    let snap = status::query(&args.socket)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&snap).map_err(|e| miette::miette!("{e}"))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = format!("espfleetd (pid {})\n\nmanifests:\n", snap.pid);
+    if snap.manifests.is_empty() {
+        out.push_str("  (none)\n");
+    }
+    for m in &snap.manifests {
+        let state = match (&m.error, m.in_force) {
+            (None, _) => "ok".to_owned(),
+            (Some(_), true) => "BROKEN, last good version in force".to_owned(),
+            (Some(_), false) => "BROKEN, not in force".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<28} {:<20} {state}",
+            m.file,
+            m.name.as_deref().unwrap_or("-")
+        );
+    }
+    out.push_str("\nports:\n");
+    if snap.ports.is_empty() {
+        out.push_str("  (none)\n");
+    }
+    for p in &snap.ports {
+        let progress = if p.total > 0 && p.state == "flashing" {
+            format!(" {:>3}%", p.done * 100 / p.total)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "  slot {:<10} {:<14} {:<8} {:<17} {:<24} {}{progress}{}",
+            p.slot,
+            p.port,
+            p.chip.as_deref().unwrap_or("-"),
+            p.mac.as_deref().unwrap_or("-"),
+            p.manifest.as_deref().unwrap_or("-"),
+            p.state,
+            p.detail
+                .as_deref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default(),
+        );
+    }
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}

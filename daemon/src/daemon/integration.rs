@@ -1,0 +1,277 @@
+//! The production [`ManifestLoader`] and [`BoardConnector`]: the compiler and the flasher.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use espflash::connection::{Connection, ResetAfterOperation, ResetBeforeOperation};
+use espflash::flasher::Flasher;
+use espfleet_compiler::device_match::{ChipFacts, parse_mac};
+use espfleet_compiler::image::FlashImage;
+use espfleet_compiler::target::Chip;
+use serialport::SerialPort as _;
+
+use super::board::{BoardConnector, BoardSession, FlashFailure, FlashReport, Progress};
+use super::device::SerialPort;
+use super::manifests::{LoadedManifest, ManifestLoader};
+use crate::flasher::{self, FlashError, FlashEvent, FlashOptions, MacAddress, PartOutcome, Port};
+
+/// Loads manifests with the compiler and builds them through its cache.
+#[derive(Debug)]
+pub struct CompilerLoader {
+    cache_dir: PathBuf,
+}
+
+impl CompilerLoader {
+    /// A loader whose builds are cached under `cache_dir`.
+    pub fn new(cache_dir: PathBuf) -> Self {
+        CompilerLoader { cache_dir }
+    }
+}
+
+fn render(d: &dyn miette::Diagnostic) -> String {
+    let mut out = String::new();
+    let handler =
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+            .with_width(100);
+    if handler.render_report(&mut out, d).is_err() {
+        return d.to_string();
+    }
+    out
+}
+
+impl ManifestLoader for CompilerLoader {
+    fn load(&self, path: &Path) -> Result<LoadedManifest, String> {
+        let (plan, _warnings) = espfleet_compiler::manifest::load(path).map_err(|d| render(&d))?;
+        let image = build_image(&plan, &self.cache_dir)?;
+        Ok(LoadedManifest {
+            file: String::new(),
+            name: plan.name.clone(),
+            chip: plan.chip,
+            rules: plan.matches.clone(),
+            image: std::sync::Arc::new(image),
+        })
+    }
+}
+
+/// Builds a plan's images. The compiler's content-addressed cache (`espfleet_compiler::cache`,
+/// issue #5) is not there yet; emitting is pure and takes milliseconds for a manifest, so the
+/// daemon rebuilds every manifest on every change until it is, and `cache_dir` is reserved.
+fn build_image(
+    plan: &espfleet_compiler::manifest::Plan,
+    cache_dir: &Path,
+) -> Result<FlashImage, String> {
+    let _ = cache_dir;
+    let images = espfleet_compiler::build::emit(plan, espfleet_compiler::build::Jobs::Parallel)
+        .map_err(|d| render(&d))?;
+    Ok(espfleet_compiler::build::flash_image(plan, &images))
+}
+
+/// Connects to boards on serial ports with the espflash-based flasher.
+#[derive(Debug)]
+pub struct SerialConnector {
+    baud: u32,
+}
+
+impl SerialConnector {
+    /// A connector flashing at `baud`.
+    pub fn new(baud: u32) -> Self {
+        SerialConnector { baud }
+    }
+}
+
+fn gone_or_transient(port: &Path, message: String) -> FlashFailure {
+    FlashFailure {
+        transient: true,
+        board_gone: !port.exists(),
+        message,
+    }
+}
+
+impl BoardConnector for SerialConnector {
+    /// Identifies the board over a short ROM session at 115200 baud that changes nothing
+    /// (no baud switch, no stub, no reset afterwards), so the flash that may follow connects
+    /// to the same loader state.
+    fn connect(
+        &self,
+        serial_port: &SerialPort,
+        cancel: &AtomicBool,
+    ) -> Result<Box<dyn BoardSession>, FlashFailure> {
+        let path = serial_port.devnode.as_path();
+        let usb = &serial_port.usb;
+        let ids = usb.vid.zip(usb.pid).map(|(vid, pid)| flasher::UsbIds {
+            vid,
+            pid,
+            serial_number: usb.serial.clone(),
+            manufacturer: None,
+            product: None,
+        });
+        let port = Port::with_usb(path, ids);
+        let mut serial = port.open().map_err(|e| failure_from(&e, path))?;
+        let has_lines = serial.read_clear_to_send().is_ok();
+        let before = match (
+            has_lines,
+            port.usb().is_some_and(flasher::UsbIds::is_usb_serial_jtag),
+        ) {
+            (false, _) => ResetBeforeOperation::NoReset,
+            (true, true) => ResetBeforeOperation::UsbReset,
+            (true, false) => ResetBeforeOperation::DefaultReset,
+        };
+        let connection = Connection::new(
+            serial,
+            port.espflash_info(),
+            ResetAfterOperation::NoReset,
+            before,
+            115_200,
+        );
+        let mut rom =
+            Flasher::connect(connection, false, false, false, None, None).map_err(|e| {
+                gone_or_transient(
+                    path,
+                    format!(
+                        "no answer from the ROM bootloader on {}: {e}; nothing was written",
+                        path.display()
+                    ),
+                )
+            })?;
+        let info = rom.device_info().map_err(|e| {
+            gone_or_transient(
+                path,
+                format!(
+                    "identifying the board on {}: {e}; nothing was written",
+                    path.display()
+                ),
+            )
+        })?;
+        drop(rom);
+        if cancel.load(Ordering::Relaxed) {
+            return Err(FlashFailure {
+                transient: false,
+                board_gone: true,
+                message: "unplugged while connecting".into(),
+            });
+        }
+        let chip = info
+            .chip
+            .to_string()
+            .parse::<Chip>()
+            .map_err(|_| FlashFailure {
+                transient: false,
+                board_gone: false,
+                message: format!(
+                    "{} is a {}, which espfleet does not flash; nothing was written",
+                    path.display(),
+                    info.chip
+                ),
+            })?;
+        let mac = info
+            .mac_address
+            .as_deref()
+            .and_then(parse_mac)
+            .ok_or_else(|| FlashFailure {
+                transient: true,
+                board_gone: false,
+                message: format!(
+                    "{}: the bootloader reported no readable MAC; nothing was written",
+                    path.display()
+                ),
+            })?;
+        Ok(Box::new(SerialSession {
+            port,
+            facts: ChipFacts { chip, mac },
+            baud: self.baud,
+        }))
+    }
+}
+
+struct SerialSession {
+    port: Port,
+    facts: ChipFacts,
+    baud: u32,
+}
+
+impl BoardSession for SerialSession {
+    fn facts(&self) -> ChipFacts {
+        self.facts
+    }
+
+    fn flash(
+        &mut self,
+        image: &FlashImage,
+        cancel: &AtomicBool,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<FlashReport, FlashFailure> {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(FlashFailure {
+                transient: false,
+                board_gone: true,
+                message: "unplugged before flashing; nothing was written".into(),
+            });
+        }
+        let opts = FlashOptions {
+            baud: self.baud,
+            expected_mac: Some(MacAddress(self.facts.mac)),
+            ..FlashOptions::default()
+        };
+        let sizes: Vec<u64> = image.segments.iter().map(|s| s.data.len() as u64).collect();
+        let total: u64 = sizes.iter().sum();
+        let mut finished = 0u64;
+        let mut on_event = |ev: FlashEvent| match ev {
+            FlashEvent::PartUnchanged { index } | FlashEvent::PartWritten { index } => {
+                finished += sizes[index];
+                progress(Progress {
+                    done: finished,
+                    total,
+                });
+            }
+            FlashEvent::PartProgress {
+                index,
+                done,
+                blocks,
+            } if blocks > 0 => {
+                let part = sizes[index] * done as u64 / blocks as u64;
+                progress(Progress {
+                    done: finished + part,
+                    total,
+                });
+            }
+            _ => {}
+        };
+        match flasher::flash(&self.port, image, &opts, &mut on_event) {
+            Ok(r) => Ok(FlashReport {
+                bytes_written: r.bytes_written,
+                bytes_total: r.bytes_total,
+                segments_skipped: r
+                    .parts
+                    .iter()
+                    .filter(|p| p.outcome == PartOutcome::Skipped)
+                    .count(),
+                segments_written: r
+                    .parts
+                    .iter()
+                    .filter(|p| p.outcome == PartOutcome::Written)
+                    .count(),
+            }),
+            Err(e) => Err(failure_from(&e, self.port.path())),
+        }
+    }
+}
+
+/// Sorts the flasher's errors into "try again", "board gone" and "no point retrying".
+fn failure_from(e: &FlashError, path: &Path) -> FlashFailure {
+    let (transient, board_gone) = match e {
+        FlashError::DeviceVanished { .. } | FlashError::PortMissing { .. } => (false, true),
+        FlashError::NoResponse { .. }
+        | FlashError::Protocol { .. }
+        | FlashError::PortBusy { .. }
+        | FlashError::WriteFailed { .. }
+        | FlashError::DataCorrupted { .. }
+        | FlashError::VerifyFailed { .. }
+        | FlashError::ResetFailed { .. } => (true, !path.exists()),
+        _ => (false, false),
+    };
+    FlashFailure {
+        transient,
+        board_gone,
+        message: format!("{e} [{}]", e.code_str()),
+    }
+}

@@ -119,7 +119,7 @@ fn parse_flash_size(s: &str) -> Result<FlashSize, String> {
         .ok_or_else(|| format!("unknown flash size `{s}` (expected 1MB, 2MB, 4MB, 8MB, 16MB, ...)"))
 }
 
-/// Error for `--image` inputs and for manifests before the build pipeline lands.
+/// Error for `--image` inputs.
 #[derive(Debug, thiserror::Error, Diagnostic)]
 enum FlashInputError {
     #[error("cannot read part file {}", path.display())]

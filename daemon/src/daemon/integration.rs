@@ -53,16 +53,27 @@ impl ManifestLoader for CompilerLoader {
     }
 }
 
-/// Builds a plan's images. The compiler's content-addressed cache (`espfleet_compiler::cache`,
-/// issue #5) is not there yet; emitting is pure and takes milliseconds for a manifest, so the
-/// daemon rebuilds every manifest on every change until it is, and `cache_dir` is reserved.
+/// Builds a plan's images through the compiler's content-addressed cache in `cache_dir`, so
+/// rebuilding every manifest after a change costs a hash of the unchanged ones' inputs. A cache
+/// that cannot be opened (read-only disk, wrong owner) is logged and builds go on without it.
 fn build_image(
     plan: &espfleet_compiler::manifest::Plan,
     cache_dir: &Path,
 ) -> Result<FlashImage, String> {
-    let _ = cache_dir;
-    let images = espfleet_compiler::build::emit(plan, espfleet_compiler::build::Jobs::Parallel)
-        .map_err(|d| render(&d))?;
+    let cache = match espfleet_compiler::cache::Cache::open(cache_dir) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!("building without the image cache: {e}");
+            None
+        }
+    };
+    let images = espfleet_compiler::build::emit_with(
+        plan,
+        espfleet_compiler::build::Jobs::Parallel,
+        cache.as_ref(),
+        &|_| {},
+    )
+    .map_err(|d| render(&d))?;
     Ok(espfleet_compiler::build::flash_image(plan, &images))
 }
 

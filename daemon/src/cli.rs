@@ -28,6 +28,7 @@ mod status;
 
 /// Global options shared by every subcommand.
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalOpts {
     /// Print less: no progress bars, only errors.
     #[arg(long, short, global = true)]

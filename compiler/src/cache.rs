@@ -51,7 +51,7 @@ pub mod record;
 pub mod store;
 
 pub use key::{CacheKey, KEY_FORMAT, KeyBuilder};
-pub use record::Record;
+pub use record::{FileMeta, FileStamp, ImageMeta, OutputStamp, Record};
 pub use store::{Cache, CacheError, Lookup, Stats};
 
 /// What happened to one emit job.

@@ -27,14 +27,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::io::Re
         // Passed to open(2), so the umask applies as for any new file.
         builder.permissions(std::fs::Permissions::from_mode(0o666));
     }
-    let mut tmp = builder
-        .tempfile_in(dir)
-        .map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("creating a temporary file in {}: {e}", dir.display()),
-            )
-        })?;
+    let mut tmp = builder.tempfile_in(dir).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("creating a temporary file in {}: {e}", dir.display()),
+        )
+    })?;
     #[cfg(unix)]
     if let Some(mode) = mode {
         use std::os::unix::fs::PermissionsExt as _;
@@ -72,7 +70,10 @@ mod tests {
             let expected = std::fs::metadata(&plain).unwrap().permissions().mode() & 0o777;
             std::fs::remove_file(&plain).unwrap();
             let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
-            assert_eq!(mode, expected, "plain outputs get the umask's mode, not 0600");
+            assert_eq!(
+                mode, expected,
+                "plain outputs get the umask's mode, not 0600"
+            );
         }
         write_atomic(&target, b"second", Some(0o600)).unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"second");

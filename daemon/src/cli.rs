@@ -16,10 +16,10 @@ use clap::{Parser, Subcommand};
 mod build;
 mod cache;
 mod check;
-mod import;
-mod inspect;
 mod flash;
 mod history;
+mod import;
+mod inspect;
 mod nvs;
 mod partitions;
 mod schema;
@@ -157,7 +157,11 @@ fn setup(global: &GlobalOpts) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("ESPFLEET_LOG")
         // espflash warns about routine things (any baud above 115200): errors only unless -v.
         .unwrap_or_else(|_| {
-            let directives = if global.verbose == 0 { format!("{level},espflash=error") } else { level.to_owned() };
+            let directives = if global.verbose == 0 {
+                format!("{level},espflash=error")
+            } else {
+                level.to_owned()
+            };
             tracing_subscriber::EnvFilter::new(directives)
         });
     let _ = tracing_subscriber::fmt()

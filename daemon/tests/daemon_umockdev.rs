@@ -647,9 +647,16 @@ fn bench_hotplug_throughput() {
     }
     let mut bench = Bench::new();
     let m = bench.manifests();
-    write_atomically(&m.join("bench-c3.kdl"), &manifest("bench-c3", Chip::Esp32c3, "match vid=0x10c4 pid=0xea60"));
+    write_atomically(
+        &m.join("bench-c3.kdl"),
+        &manifest("bench-c3", Chip::Esp32c3, "match vid=0x10c4 pid=0xea60"),
+    );
     let _notify = bench.start_daemon();
-    let bytes: usize = expected_image(&m.join("bench-c3.kdl")).segments.iter().map(|s| s.data.len()).sum();
+    let bytes: usize = expected_image(&m.join("bench-c3.kdl"))
+        .segments
+        .iter()
+        .map(|s| s.data.len())
+        .sum();
     println!("image: {bytes} bytes; simulators paced at 921600 baud with typical flash timings");
     let mut next_slot = 1u8;
     let mut one_board_rate = None;

@@ -227,7 +227,15 @@ fn locked_build_fails_with_a_readable_diff_and_writes_nothing() {
 fn unchanged_manifests_skip_resolving_and_changed_ones_rebuild() {
     let tmp = tempfile::tempdir().unwrap();
     let src = checkout(tmp.path(), "src");
-    let args = ["build", "fleet", "--out", "out", "--cache-dir", "cache", "--no-lock"];
+    let args = [
+        "build",
+        "fleet",
+        "--out",
+        "out",
+        "--cache-dir",
+        "cache",
+        "--no-lock",
+    ];
     ok(&espfleet(&src, &args, &[]));
     let before = tree(&src.join("out"));
     let warm = espfleet(&src, &args, &[]);
@@ -245,10 +253,7 @@ fn unchanged_manifests_skip_resolving_and_changed_ones_rebuild() {
     let err = String::from_utf8_lossy(&after.stderr);
     assert!(err.contains("3 manifest(s) (2 unchanged)"), "{err}");
     let after = tree(&src.join("out"));
-    let changed: Vec<&String> = before
-        .keys()
-        .filter(|k| before[*k] != after[*k])
-        .collect();
+    let changed: Vec<&String> = before.keys().filter(|k| before[*k] != after[*k]).collect();
     assert_eq!(
         changed,
         [
@@ -256,5 +261,52 @@ fn unchanged_manifests_skip_resolving_and_changed_ones_rebuild() {
             "bench-02/factory/factory_WROOM-32.bin",
             "bench-02/factory/factory_WROOM-32_unfilled.bin"
         ]
+    );
+}
+
+#[test]
+fn a_warm_rebuild_restores_outputs_touched_since_even_after_cache_clean() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = checkout(tmp.path(), "src");
+    let args = ["build", "fleet", "--out", "out", "--cache-dir", "cache", "--no-lock"];
+    ok(&espfleet(&src, &args, &[]));
+    let good = tree(&src.join("out"));
+    // Outputs damaged by hand: a changed byte of the same length, a deleted file, a secret
+    // made world-readable. The warm path must notice all three without resolving.
+    let nvs = src.join("out/bench-01/customized_partitions/mfg_nvs.bin");
+    let mut bytes = std::fs::read(&nvs).unwrap();
+    bytes[100] ^= 0xFF;
+    std::fs::write(&nvs, &bytes).unwrap();
+    std::fs::remove_file(src.join("out/bench-02/flasher_args.json")).unwrap();
+    let secret = src.join("out/bench-03/customized_partitions/mfg_nvs.bin");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let warm = espfleet(&src, &args, &[]);
+    ok(&warm);
+    let err = String::from_utf8_lossy(&warm.stderr);
+    assert!(err.contains("3 manifest(s) (3 unchanged)"), "{err}");
+    assert!(err.contains("3 file(s) written"), "{err}");
+    assert_eq!(tree(&src.join("out")), good);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    // With the cache emptied, a damaged output is rebuilt from the manifest.
+    ok(&espfleet(&src, &["cache", "clean", "--cache-dir", "cache"], &[]));
+    std::fs::write(&nvs, b"junk").unwrap();
+    let after = espfleet(&src, &args, &[]);
+    ok(&after);
+    assert_eq!(tree(&src.join("out")), good);
+    let quiet = espfleet(&src, &args, &[]);
+    ok(&quiet);
+    assert!(
+        String::from_utf8_lossy(&quiet.stderr).contains("0 file(s) written"),
+        "{}",
+        String::from_utf8_lossy(&quiet.stderr)
     );
 }

@@ -26,6 +26,102 @@ pub struct Record {
     pub inputs: Vec<(PathBuf, String)>,
     /// Cache keys of the manifest's jobs, in output order.
     pub jobs: Vec<String>,
+    /// What the images are (without their bytes), in output order: enough for the lock file,
+    /// the report and checking the output directory without reading any cache entry.
+    #[serde(default)]
+    pub images: Vec<ImageMeta>,
+}
+
+/// An image without its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ImageMeta {
+    /// As [`Image::name`].
+    pub name: String,
+    /// As [`Image::path`].
+    pub path: String,
+    /// As [`Image::offset`].
+    pub offset: Option<u32>,
+    /// Length of the bytes.
+    pub size: u64,
+    /// blake3 hex of the bytes.
+    pub blake3: String,
+    /// As [`Image::secret`].
+    pub secret: bool,
+}
+
+impl ImageMeta {
+    /// The description of `image`.
+    pub fn of(image: &Image) -> ImageMeta {
+        ImageMeta {
+            name: image.name.clone(),
+            path: image.path.clone(),
+            offset: image.offset,
+            size: image.bytes.len() as u64,
+            blake3: blake3::hash(&image.bytes).to_hex().to_string(),
+            secret: image.secret,
+        }
+    }
+}
+
+/// What an output directory held when espfleet last wrote or checked it: per file, the blake3
+/// of the bytes and the file's size, modification time, inode and mode then. A file whose
+/// metadata still matches is taken to still hold those bytes (as git's index does), so a
+/// rebuild where nothing changed reads neither cache entries nor outputs. Anything that
+/// touches a file changes its metadata, and the file is then read and compared again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OutputStamp {
+    /// Relative path → state.
+    pub files: std::collections::BTreeMap<String, FileStamp>,
+}
+
+/// One file of an [`OutputStamp`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileStamp {
+    /// blake3 hex of the bytes.
+    pub blake3: String,
+    /// Metadata when stamped.
+    pub meta: FileMeta,
+}
+
+/// The parts of a file's metadata that change whenever it is written or replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileMeta {
+    /// Length.
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i128,
+    /// Inode number (0 where there is none).
+    pub ino: u64,
+    /// Permission bits (0 where there are none).
+    pub mode: u32,
+}
+
+impl FileMeta {
+    /// The metadata of `path`, or `None` when it cannot be read.
+    pub fn of(path: &Path) -> Option<FileMeta> {
+        let m = std::fs::symlink_metadata(path).ok()?;
+        if !m.is_file() {
+            return None;
+        }
+        let mtime_ns = m
+            .modified()
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX));
+        #[cfg(unix)]
+        let (ino, mode) = {
+            use std::os::unix::fs::MetadataExt as _;
+            (m.ino(), m.mode() & 0o7777)
+        };
+        #[cfg(not(unix))]
+        let (ino, mode) = (0, 0);
+        Some(FileMeta {
+            size: m.len(),
+            mtime_ns,
+            ino,
+            mode,
+        })
+    }
 }
 
 fn version() -> String {
@@ -38,6 +134,7 @@ impl Record {
         name: &str,
         inputs: &crate::manifest::plan::InputFiles,
         jobs: &[CacheKey],
+        images: &[Image],
     ) -> Record {
         Record {
             version: version(),
@@ -48,6 +145,7 @@ impl Record {
                 .map(|(p, b)| (p.clone(), blake3::hash(b).to_hex().to_string()))
                 .collect(),
             jobs: jobs.iter().map(CacheKey::to_hex).collect(),
+            images: images.iter().map(ImageMeta::of).collect(),
         }
     }
 }
@@ -74,7 +172,7 @@ impl Cache {
             return None;
         }
         let r: Record = serde_json::from_slice(body).ok()?;
-        if r.version != version() {
+        if r.version != version() || r.images.is_empty() {
             return None;
         }
         for (path, want) in &r.inputs {
@@ -106,5 +204,37 @@ impl Cache {
             }
         }
         Some(images)
+    }
+
+    fn stamp_path(&self, out_dir: &Path) -> PathBuf {
+        let canon = std::fs::canonicalize(out_dir).unwrap_or_else(|_| out_dir.to_path_buf());
+        let mut h = blake3::Hasher::new();
+        h.update(b"espfleet-output-stamp\0");
+        h.update(canon.to_string_lossy().as_bytes());
+        self.dir()
+            .join("outputs-v1")
+            .join(format!("{}.stamp", h.finalize().to_hex()))
+    }
+
+    /// The stamp of output directory `out_dir`, if there is a readable one.
+    pub fn output_stamp(&self, out_dir: &Path) -> Option<OutputStamp> {
+        let bytes = std::fs::read(self.stamp_path(out_dir)).ok()?;
+        if bytes.len() < 32 {
+            return None;
+        }
+        let (body, hash) = bytes.split_at(bytes.len() - 32);
+        if blake3::hash(body).as_bytes() != hash {
+            return None;
+        }
+        serde_json::from_slice(body).ok()
+    }
+
+    /// Stores the stamp of `out_dir` (atomically; a failure only costs reading the outputs
+    /// next time).
+    pub fn put_output_stamp(&self, out_dir: &Path, stamp: &OutputStamp) {
+        let mut bytes = serde_json::to_vec(stamp).expect("JSON");
+        let hash = blake3::hash(&bytes);
+        bytes.extend_from_slice(hash.as_bytes());
+        let _ = crate::output::write_atomic(&self.stamp_path(out_dir), &bytes, Some(0o600));
     }
 }

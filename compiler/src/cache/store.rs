@@ -206,10 +206,12 @@ impl Cache {
         Ok(removed)
     }
 
-    /// Removes every entry of every bucket; keeps the directory and its tag.
+    /// Removes every entry of every bucket, the manifest records and the output stamps; keeps
+    /// the directory and its tag.
     pub fn clean(&self) -> Result<Stats, CacheError> {
         let removed = self.stats()?;
-        for bucket in self.buckets()? {
+        let extra = ["records-v1", "outputs-v1"].map(|d| self.dir.join(d));
+        for bucket in self.buckets()?.into_iter().chain(extra) {
             std::fs::remove_dir_all(&bucket)
                 .or_else(ignore_not_found)
                 .map_err(|source| CacheError::Io {

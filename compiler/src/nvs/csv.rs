@@ -139,25 +139,24 @@ where
         let err = |m: String| (line_no, (start, end), m);
         // Fast path: a whole record on one line without quotes splits on commas exactly as
         // the state machine below would.
-        if state == State::StartRecord && !content.contains(&b'"') {
-            if !content.is_empty() {
-                let line = &text[start..end];
-                let mut f = Vec::with_capacity(4);
-                for part in line.split(',') {
-                    if part.len() > FIELD_SIZE_LIMIT && part.chars().count() > FIELD_SIZE_LIMIT {
-                        return Err(err(format!(
-                            "field larger than field limit ({FIELD_SIZE_LIMIT})"
-                        )));
-                    }
-                    f.push(Cow::Borrowed(part));
+        if state == State::StartRecord && !content.is_empty() {
+            if let Some(fields) = split_simple_line(&text[start..end]) {
+                if let Some(f) = fields
+                    .iter()
+                    .find(|f| f.len() > FIELD_SIZE_LIMIT && f.chars().count() > FIELD_SIZE_LIMIT)
+                {
+                    let _ = f;
+                    return Err(err(format!(
+                        "field larger than field limit ({FIELD_SIZE_LIMIT})"
+                    )));
                 }
                 each(Record {
-                    fields: f,
+                    fields,
                     line: line_no,
                     span: (start, end),
                 })?;
+                continue;
             }
-            continue;
         }
         if rec_start.is_none() {
             rec_start = Some((line_no, start));
@@ -302,10 +301,59 @@ where
 
 /// Position of the next CR or LF at or after `from` (or the end).
 fn memchr2(bytes: &[u8], from: usize) -> usize {
-    bytes[from..]
-        .iter()
-        .position(|&b| b == b'\n' || b == b'\r')
-        .map_or(bytes.len(), |i| from + i)
+    memchr::memchr2(b'\n', b'\r', &bytes[from..]).map_or(bytes.len(), |i| from + i)
+}
+
+/// Splits one physical line that holds a whole record the way the reader's state machine
+/// would, for the common shapes: unquoted fields, and quoted fields that close on this line
+/// and are followed by a comma or the end of the line. Returns `None` for anything else (a
+/// quoted field running onto the next line, text after a closing quote), which the state
+/// machine then handles.
+fn split_simple_line(line: &str) -> Option<Vec<Cow<'_, str>>> {
+    let b = line.as_bytes();
+    let mut fields = Vec::with_capacity(4);
+    let mut i = 0;
+    loop {
+        if b.get(i) == Some(&b'"') {
+            // Quoted: up to the closing quote; `""` stands for one quote.
+            let mut j = i + 1;
+            let mut escaped = false;
+            loop {
+                let q = j + memchr::memchr(b'"', &b[j..])?;
+                if b.get(q + 1) == Some(&b'"') {
+                    escaped = true;
+                    j = q + 2;
+                    continue;
+                }
+                let inner = &line[i + 1..q];
+                fields.push(if escaped {
+                    Cow::Owned(inner.replace("\"\"", "\""))
+                } else {
+                    Cow::Borrowed(inner)
+                });
+                match b.get(q + 1) {
+                    None => return Some(fields),
+                    Some(b',') => {
+                        i = q + 2;
+                        break;
+                    }
+                    Some(_) => return None,
+                }
+            }
+        } else {
+            // Unquoted: up to the next comma (a quote inside is an ordinary character).
+            match memchr::memchr(b',', &b[i..]) {
+                Some(n) => {
+                    fields.push(Cow::Borrowed(&line[i..i + n]));
+                    i += n + 1;
+                }
+                None => {
+                    fields.push(Cow::Borrowed(&line[i..]));
+                    return Some(fields);
+                }
+            }
+        }
+    }
 }
 
 /// A row's value before conversion: text from a `data` row, bytes from a `file` row.
@@ -435,25 +483,28 @@ fn convert(key: &str, encoding: &str, value: Option<Raw<'_>>) -> Result<Value, N
                min: i128,
                max: i128|
      -> Result<i128, NvsErrorKind> {
-        let (parsed, shown) = match value.ok_or_else(missing)? {
-            Raw::Text(t) => (python::int_from_str(&t), t.into_owned()),
-            Raw::Bytes(b) => (
-                python::int_from_bytes(&b),
-                String::from_utf8_lossy(&b).into_owned(),
-            ),
+        let value = value.ok_or_else(missing)?;
+        let parsed = match &value {
+            Raw::Text(t) => python::int_from_str(t),
+            Raw::Bytes(b) => python::int_from_bytes(b),
+        };
+        // The text as shown in an error, built only when there is one.
+        let shown = || match &value {
+            Raw::Text(t) => t.to_string(),
+            Raw::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
         };
         match parsed {
             PyInt::Value(v) if (min..=max).contains(&v) => Ok(v),
             PyInt::Value(_) | PyInt::Huge => Err(NvsErrorKind::ValueOutOfRange {
                 key: key.to_owned(),
                 encoding: name,
-                value: shown.trim().to_owned(),
+                value: shown().trim().to_owned(),
                 min,
                 max,
             }),
             PyInt::Invalid => Err(NvsErrorKind::InvalidInteger {
                 key: key.to_owned(),
-                value: shown,
+                value: shown(),
             }),
         }
     };
@@ -609,7 +660,7 @@ impl CsvGenerator {
         encoding: Option<&str>,
         value: Option<&str>,
     ) -> Result<(), NvsErrorKind> {
-        let key = key.ok_or(NvsErrorKind::MissingField { column: "key" })?;
+        let key = key.ok_or_else(|| NvsErrorKind::MissingField { column: "key" })?;
         check_key(key)?;
         if matches!(key, "ap.ssid" | "ap.passwd" | "ap.authmode") {
             let v = value.map(str::to_owned);
@@ -629,7 +680,8 @@ impl CsvGenerator {
             }
         }
         if matches!(key, "sta.ssid" | "sta.pswd") {
-            let encoding = encoding.ok_or(NvsErrorKind::MissingField { column: "encoding" })?;
+            let encoding =
+                encoding.ok_or_else(|| NvsErrorKind::MissingField { column: "encoding" })?;
             let v = convert(key, encoding, value.map(|v| Raw::Text(Cow::Borrowed(v))))?;
             self.builder.entry_inner(key, &v)?;
             if !self.wifi.sta_extras_written {
@@ -644,7 +696,7 @@ impl CsvGenerator {
             return Ok(());
         }
         let raw = if kind == Some("file") {
-            let path = value.ok_or(NvsErrorKind::MissingField { column: "value" })?;
+            let path = value.ok_or_else(|| NvsErrorKind::MissingField { column: "value" })?;
             let path = self.base_dir.join(path);
             let bytes = std::fs::read(&path).map_err(|source| NvsErrorKind::FileRead {
                 key: key.to_owned(),
@@ -658,7 +710,7 @@ impl CsvGenerator {
         if kind == Some("namespace") {
             return self.builder.namespace_inner(key);
         }
-        let encoding = encoding.ok_or(NvsErrorKind::MissingField { column: "encoding" })?;
+        let encoding = encoding.ok_or_else(|| NvsErrorKind::MissingField { column: "encoding" })?;
         let v = convert(key, encoding, raw)?;
         self.builder.entry_inner(key, &v)
     }

@@ -341,6 +341,9 @@ impl NvsBuilder {
 
 /// Checks a key or namespace name: at most 15 characters (as the generator counts), ASCII.
 pub(crate) fn check_key(key: &str) -> Result<(), NvsErrorKind> {
+    if key.len() <= MAX_KEY_LEN && key.is_ascii() {
+        return Ok(());
+    }
     let chars = key.chars().count();
     if chars > MAX_KEY_LEN {
         return Err(NvsErrorKind::KeyTooLong {

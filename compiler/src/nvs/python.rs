@@ -175,15 +175,20 @@ pub fn a2b_hex(b: &[u8]) -> Option<Vec<u8>> {
 /// `binascii.a2b_base64` in its default (non-strict) mode: characters outside the alphabet are
 /// skipped, a pad sequence ends the input, and leftover bits are an error.
 pub fn a2b_base64(input: &[u8]) -> Result<Vec<u8>, String> {
-    let value = |c: u8| -> Option<u8> {
-        match c {
-            b'A'..=b'Z' => Some(c - b'A'),
-            b'a'..=b'z' => Some(c - b'a' + 26),
-            b'0'..=b'9' => Some(c - b'0' + 52),
-            b'+' => Some(62),
-            b'/' => Some(63),
-            _ => None,
+    // 0xFF marks bytes outside the alphabet (skipped, as in non-strict mode).
+    const TABLE: [u8; 256] = {
+        let mut t = [0xFF; 256];
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut i = 0;
+        while i < 64 {
+            t[alphabet[i] as usize] = i as u8;
+            i += 1;
         }
+        t
+    };
+    let value = |c: u8| -> Option<u8> {
+        let v = TABLE[usize::from(c)];
+        (v != 0xFF).then_some(v)
     };
     let mut out = Vec::with_capacity(input.len() / 4 * 3 + 3);
     let mut quad_pos = 0u8;

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use espfleet_compiler::build::{self, Image, Jobs};
-use espfleet_compiler::cache::{Cache, JobEvent, Outcome, Record};
+use espfleet_compiler::cache::{
+    Cache, FileMeta, FileStamp, ImageMeta, JobEvent, Outcome, OutputStamp, Record,
+};
 use espfleet_compiler::manifest::{self, Plan};
 use espfleet_compiler::output::write_atomic;
 use rayon::prelude::*;
@@ -70,16 +72,21 @@ pub struct BuildArgs {
 struct Built {
     file: PathBuf,
     name: String,
-    images: Vec<Image>,
+    /// What each image is, in output order.
+    metas: Vec<ImageMeta>,
+    /// The images' bytes: from the build, or `None` for a manifest taken from its record
+    /// (then read from the cache only if its output directory needs writing).
+    images: Option<Vec<Image>>,
+    /// The record the images came from, when they did.
+    record: Option<Record>,
 }
 
-/// A manifest after the first stage: up to date (its record's images), or resolved.
+/// A manifest after the first stage: up to date (its record), or resolved.
 enum Loaded {
-    /// Every input unchanged since the recorded build: the images, and the files read.
+    /// Every input unchanged since the recorded build: the record, and the files read.
     Current {
-        name: String,
         inputs: Vec<PathBuf>,
-        images: Vec<Image>,
+        record: Record,
     },
     /// Resolved (or failed to).
     Resolved(Result<(Plan, manifest::Diagnostics), manifest::Diagnostics>),
@@ -181,13 +188,10 @@ pub fn run(args: BuildArgs, global: &GlobalOpts) -> miette::Result<ExitCode> {
     let load = |path: &PathBuf| {
         if let Some(c) = &cache {
             if let Some(r) = c.record(path) {
-                if let Some(images) = c.record_images(&r) {
-                    return Loaded::Current {
-                        name: r.name,
-                        inputs: r.inputs.into_iter().map(|(p, _)| p).collect(),
-                        images,
-                    };
-                }
+                return Loaded::Current {
+                    inputs: r.inputs.iter().map(|(p, _)| p.clone()).collect(),
+                    record: r,
+                };
             }
         }
         Loaded::Resolved(manifest::load(path))
@@ -206,17 +210,15 @@ pub fn run(args: BuildArgs, global: &GlobalOpts) -> miette::Result<ExitCode> {
             continue;
         }
         let r = match r {
-            Loaded::Current {
-                name,
-                inputs: _,
-                images,
-            } => {
+            Loaded::Current { inputs: _, record } => {
                 progress.inc();
                 counters.current.fetch_add(1, Ordering::Relaxed);
                 done.push(Built {
                     file: file.clone(),
-                    name,
-                    images,
+                    name: record.name.clone(),
+                    metas: record.images.clone(),
+                    images: None,
+                    record: Some(record),
                 });
                 continue;
             }
@@ -242,14 +244,17 @@ pub fn run(args: BuildArgs, global: &GlobalOpts) -> miette::Result<ExitCode> {
         let r = build::emit_keyed(&plan, jobs, cache.as_ref(), &on_event);
         progress.inc();
         r.map(|(images, keys)| {
+            let record = Record::new(&plan.name, &plan.files, &keys, &images);
             // Warnings are not recorded: a manifest that has them resolves again next time.
             if let (Some(c), true) = (&cache, clean) {
-                c.put_record(&file, &Record::new(&plan.name, &plan.files, &keys));
+                c.put_record(&file, &record);
             }
             Built {
                 file,
                 name: plan.name,
-                images,
+                metas: record.images,
+                images: Some(images),
+                record: None,
             }
         })
     };
@@ -312,7 +317,7 @@ pub fn run(args: BuildArgs, global: &GlobalOpts) -> miette::Result<ExitCode> {
         }
     }
 
-    let write_all = |b: &Built| write_changed(&args.out.join(&b.name), &b.images);
+    let write_all = |b: &Built| write_changed(&args.out.join(&b.name), b, cache.as_ref());
     let written: Vec<std::io::Result<usize>> = pool.install(|| match jobs {
         Jobs::Parallel => built.par_iter().map(write_all).collect(),
         Jobs::Sequential => built.iter().map(write_all).collect(),
@@ -332,7 +337,7 @@ pub fn run(args: BuildArgs, global: &GlobalOpts) -> miette::Result<ExitCode> {
                 "built  {}  →  {}  ({} files)",
                 b.file.display(),
                 args.out.join(&b.name).display(),
-                b.images.len()
+                b.metas.len()
             );
         }
     }
@@ -372,7 +377,7 @@ pub fn run(args: BuildArgs, global: &GlobalOpts) -> miette::Result<ExitCode> {
             "{} manifest(s) ({} unchanged), {} image(s): {} job(s) from cache, {} built",
             built.len(),
             load(&counters.current),
-            built.iter().map(|b| b.images.len()).sum::<usize>(),
+            built.iter().map(|b| b.metas.len()).sum::<usize>(),
             load(&counters.hit),
             load(&counters.miss) + load(&counters.corrupt) + load(&counters.uncached),
         );
@@ -410,20 +415,76 @@ fn bases(files: &[PathBuf], loaded: &[Loaded]) -> BTreeSet<PathBuf> {
         .collect()
 }
 
-/// Writes the images whose file is missing or differs (bytes or 0600 mode); returns how many.
-fn write_changed(dir: &Path, images: &[Image]) -> std::io::Result<usize> {
-    let mut n = 0;
-    for img in images {
-        let path = dir.join(&img.path);
-        if same_file(&path, img) {
-            continue;
+/// Brings output directory `dir` up to date with `b`'s images: writes the files that are
+/// missing or differ (bytes or 0600 mode) and returns how many. With a cache, the directory's
+/// stamp says which files are known to hold the right bytes without reading them; when every
+/// file is, nothing is read at all (not even the cache entries of a manifest taken from its
+/// record).
+fn write_changed(dir: &Path, b: &Built, cache: Option<&Cache>) -> std::io::Result<usize> {
+    let stamp = cache.and_then(|c| c.output_stamp(dir)).unwrap_or_default();
+    let known = |m: &ImageMeta| {
+        stamp.files.get(&m.path).is_some_and(|f| {
+            f.blake3 == m.blake3
+                && FileMeta::of(&dir.join(&m.path))
+                    .is_some_and(|now| now == f.meta && (!m.secret || now.mode & 0o077 == 0))
+        })
+    };
+    let stale: Vec<bool> = b.metas.iter().map(|m| !known(m)).collect();
+    if !stale.contains(&true) {
+        return Ok(0);
+    }
+    let loaded;
+    let images: &[Image] = match (&b.images, &b.record, cache) {
+        (Some(images), _, _) => images,
+        (None, Some(record), Some(c)) => {
+            // Entries removed since the record was made (`cache gc`, `cache clean`): build
+            // the manifest again; its record is current, so the result is the same bytes.
+            loaded = match c.record_images(record) {
+                Some(images) => images,
+                None => rebuild(&b.file, c)?,
+            };
+            &loaded
         }
-        write_atomic(&path, &img.bytes, img.secret.then_some(0o600))?;
-        n += 1;
+        _ => unreachable!("images without bytes come from a record in a cache"),
+    };
+    let mut n = 0;
+    let mut files = std::collections::BTreeMap::new();
+    for ((img, meta), stale) in images.iter().zip(&b.metas).zip(stale) {
+        let path = dir.join(&img.path);
+        if stale && !same_file(&path, img) {
+            write_atomic(&path, &img.bytes, img.secret.then_some(0o600))?;
+            n += 1;
+        }
+        if let Some(now) = FileMeta::of(&path) {
+            files.insert(
+                img.path.clone(),
+                FileStamp {
+                    blake3: meta.blake3.clone(),
+                    meta: now,
+                },
+            );
+        }
+    }
+    if let Some(c) = cache {
+        c.put_output_stamp(dir, &OutputStamp { files });
     }
     Ok(n)
 }
 
+/// Resolves and emits `file` again through `cache` (storing a fresh record).
+fn rebuild(file: &Path, cache: &Cache) -> std::io::Result<Vec<Image>> {
+    let failed =
+        |d: manifest::Diagnostics| std::io::Error::other(format!("{:?}", miette::Report::new(d)));
+    let (plan, warnings) = manifest::load(file).map_err(failed)?;
+    let (images, keys) =
+        build::emit_keyed(&plan, Jobs::Sequential, Some(cache), &|_| {}).map_err(failed)?;
+    if warnings.errors.is_empty() {
+        cache.put_record(file, &Record::new(&plan.name, &plan.files, &keys, &images));
+    }
+    Ok(images)
+}
+
+/// Whether `path` holds `img`'s bytes (and, for secrets, no group or other permissions).
 fn same_file(path: &Path, img: &Image) -> bool {
     let Ok(meta) = std::fs::metadata(path) else {
         return false;
@@ -446,15 +507,15 @@ fn report_json(out: &Path, built: &[Built]) -> String {
         .iter()
         .map(|b| {
             let images: Vec<serde_json::Value> = b
-                .images
+                .metas
                 .iter()
                 .map(|i| {
                     serde_json::json!({
                         "name": i.name,
                         "path": i.path,
                         "offset": i.offset,
-                        "size": i.bytes.len(),
-                        "blake3": blake3_hex(&i.bytes),
+                        "size": i.size,
+                        "blake3": i.blake3,
                     })
                 })
                 .collect();
@@ -470,10 +531,6 @@ fn report_json(out: &Path, built: &[Built]) -> String {
         serde_json::to_string_pretty(&serde_json::json!({ "manifests": manifests })).expect("JSON");
     s.push('\n');
     s
-}
-
-fn blake3_hex(b: &[u8]) -> String {
-    blake3::hash(b).to_hex().to_string()
 }
 
 /// `espfleet.lock`: the blake3 of every output file, by manifest name and image path.
@@ -493,9 +550,9 @@ impl Lock {
                 .iter()
                 .map(|b| {
                     let images = b
-                        .images
+                        .metas
                         .iter()
-                        .map(|i| (i.path.clone(), blake3_hex(&i.bytes)))
+                        .map(|i| (i.path.clone(), i.blake3.clone()))
                         .collect();
                     (b.name.clone(), images)
                 })

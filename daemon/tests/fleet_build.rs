@@ -268,7 +268,15 @@ fn unchanged_manifests_skip_resolving_and_changed_ones_rebuild() {
 fn a_warm_rebuild_restores_outputs_touched_since_even_after_cache_clean() {
     let tmp = tempfile::tempdir().unwrap();
     let src = checkout(tmp.path(), "src");
-    let args = ["build", "fleet", "--out", "out", "--cache-dir", "cache", "--no-lock"];
+    let args = [
+        "build",
+        "fleet",
+        "--out",
+        "out",
+        "--cache-dir",
+        "cache",
+        "--no-lock",
+    ];
     ok(&espfleet(&src, &args, &[]));
     let good = tree(&src.join("out"));
     // Outputs damaged by hand: a changed byte of the same length, a deleted file, a secret
@@ -297,7 +305,11 @@ fn a_warm_rebuild_restores_outputs_touched_since_even_after_cache_clean() {
         assert_eq!(mode, 0o600);
     }
     // With the cache emptied, a damaged output is rebuilt from the manifest.
-    ok(&espfleet(&src, &["cache", "clean", "--cache-dir", "cache"], &[]));
+    ok(&espfleet(
+        &src,
+        &["cache", "clean", "--cache-dir", "cache"],
+        &[],
+    ));
     std::fs::write(&nvs, b"junk").unwrap();
     let after = espfleet(&src, &args, &[]);
     ok(&after);

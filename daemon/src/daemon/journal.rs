@@ -299,11 +299,22 @@ mod tests {
         assert_eq!(c.records[0], record("/dev/ttyUSB0", Outcome::Flashed));
         #[cfg(unix)]
         {
-            use std::os::unix::fs::PermissionsExt as _;
+            // 0640 less the umask (systemd's UMask=0027 keeps it 0640): whatever the umask of
+            // the test run, the same as any file created with mode 0640 there.
+            use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+            let probe = dir.path().join("probe");
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .mode(0o640)
+                .open(&probe)
+                .unwrap();
+            let expected = std::fs::metadata(&probe).unwrap().permissions().mode() & 0o777;
             assert_eq!(
                 std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-                0o640
+                expected
             );
+            assert_eq!(expected & !0o640, 0, "never more than 0640");
         }
     }
 

@@ -150,28 +150,50 @@ impl Record {
     }
 }
 
+/// Reads a JSON file sealed with the blake3 of its body (its last 32 bytes); `None` when it is
+/// missing, torn or does not parse.
+fn read_sealed<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+    let bytes = std::fs::read(path).ok()?;
+    if bytes.len() < 32 {
+        return None;
+    }
+    let (body, hash) = bytes.split_at(bytes.len() - 32);
+    if blake3::hash(body).as_bytes() != hash {
+        return None;
+    }
+    serde_json::from_slice(body).ok()
+}
+
+/// Writes `value` as JSON sealed with its blake3, atomically and owner-only (a failure only
+/// costs the next build time).
+fn write_sealed<T: serde::Serialize>(path: &Path, value: &T) {
+    let mut bytes = serde_json::to_vec(value).expect("JSON");
+    let hash = blake3::hash(&bytes);
+    bytes.extend_from_slice(hash.as_bytes());
+    let _ = crate::output::write_atomic(path, &bytes, Some(0o600));
+}
+
 impl Cache {
-    fn record_path(&self, manifest: &Path) -> PathBuf {
-        let canon = std::fs::canonicalize(manifest).unwrap_or_else(|_| manifest.to_path_buf());
+    /// `DIR/<folder>/<blake3 of domain and the canonical path>.<ext>`: machine-local state about
+    /// a path.
+    fn path_state(&self, domain: &str, folder: &str, ext: &str, path: &Path) -> PathBuf {
+        let canon = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         let mut h = blake3::Hasher::new();
-        h.update(b"espfleet-record\0");
+        h.update(domain.as_bytes());
+        h.update(b"\0");
         h.update(canon.to_string_lossy().as_bytes());
         self.dir()
-            .join("records-v1")
-            .join(format!("{}.record", h.finalize().to_hex()))
+            .join(folder)
+            .join(format!("{}.{ext}", h.finalize().to_hex()))
+    }
+
+    fn record_path(&self, manifest: &Path) -> PathBuf {
+        self.path_state("espfleet-record", "records-v1", "record", manifest)
     }
 
     /// The record of `manifest` when it is current: same compiler, every input file unchanged.
     pub fn record(&self, manifest: &Path) -> Option<Record> {
-        let bytes = std::fs::read(self.record_path(manifest)).ok()?;
-        if bytes.len() < 32 {
-            return None;
-        }
-        let (body, hash) = bytes.split_at(bytes.len() - 32);
-        if blake3::hash(body).as_bytes() != hash {
-            return None;
-        }
-        let r: Record = serde_json::from_slice(body).ok()?;
+        let r: Record = read_sealed(&self.record_path(manifest))?;
         if r.version != version() || r.images.is_empty() {
             return None;
         }
@@ -186,10 +208,7 @@ impl Cache {
 
     /// Stores the record of `manifest` (atomically; failures only cost the next build time).
     pub fn put_record(&self, manifest: &Path, record: &Record) {
-        let mut bytes = serde_json::to_vec(record).expect("JSON");
-        let hash = blake3::hash(&bytes);
-        bytes.extend_from_slice(hash.as_bytes());
-        let _ = crate::output::write_atomic(&self.record_path(manifest), &bytes, Some(0o600));
+        write_sealed(&self.record_path(manifest), record);
     }
 
     /// The images of a current record, all from verified entries; `None` when any entry is
@@ -207,34 +226,17 @@ impl Cache {
     }
 
     fn stamp_path(&self, out_dir: &Path) -> PathBuf {
-        let canon = std::fs::canonicalize(out_dir).unwrap_or_else(|_| out_dir.to_path_buf());
-        let mut h = blake3::Hasher::new();
-        h.update(b"espfleet-output-stamp\0");
-        h.update(canon.to_string_lossy().as_bytes());
-        self.dir()
-            .join("outputs-v1")
-            .join(format!("{}.stamp", h.finalize().to_hex()))
+        self.path_state("espfleet-output-stamp", "outputs-v1", "stamp", out_dir)
     }
 
     /// The stamp of output directory `out_dir`, if there is a readable one.
     pub fn output_stamp(&self, out_dir: &Path) -> Option<OutputStamp> {
-        let bytes = std::fs::read(self.stamp_path(out_dir)).ok()?;
-        if bytes.len() < 32 {
-            return None;
-        }
-        let (body, hash) = bytes.split_at(bytes.len() - 32);
-        if blake3::hash(body).as_bytes() != hash {
-            return None;
-        }
-        serde_json::from_slice(body).ok()
+        read_sealed(&self.stamp_path(out_dir))
     }
 
     /// Stores the stamp of `out_dir` (atomically; a failure only costs reading the outputs
     /// next time).
     pub fn put_output_stamp(&self, out_dir: &Path, stamp: &OutputStamp) {
-        let mut bytes = serde_json::to_vec(stamp).expect("JSON");
-        let hash = blake3::hash(&bytes);
-        bytes.extend_from_slice(hash.as_bytes());
-        let _ = crate::output::write_atomic(&self.stamp_path(out_dir), &bytes, Some(0o600));
+        write_sealed(&self.stamp_path(out_dir), stamp);
     }
 }

@@ -17,7 +17,11 @@ const TABLES: [[u32; 256]; 8] = {
         let mut c = i as u32;
         let mut k = 0;
         while k < 8 {
-            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
             k += 1;
         }
         t[0][i] = c;
@@ -88,7 +92,9 @@ mod tests {
 
     #[test]
     fn table_path_agrees_with_crc32fast_at_every_length() {
-        let data: Vec<u8> = (0..200u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let data: Vec<u8> = (0..200u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
         for len in 0..data.len() {
             let mut h = crc32fast::Hasher::new_with_initial(0xFFFF_FFFF);
             h.update(&data[..len]);

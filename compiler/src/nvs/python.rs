@@ -205,7 +205,10 @@ pub fn a2b_base64(input: &[u8]) -> Result<Vec<u8>, String> {
         if (v[0] | v[1] | v[2] | v[3]) & 0xC0 != 0 {
             break;
         }
-        let n = (u32::from(v[0]) << 18) | (u32::from(v[1]) << 12) | (u32::from(v[2]) << 6) | u32::from(v[3]);
+        let n = (u32::from(v[0]) << 18)
+            | (u32::from(v[1]) << 12)
+            | (u32::from(v[2]) << 6)
+            | u32::from(v[3]);
         out.extend_from_slice(&n.to_be_bytes()[1..]);
         done += 4;
     }

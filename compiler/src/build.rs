@@ -121,7 +121,11 @@ impl Job {
                 });
                 k.int("offset", i64::from(table.offset))
                     .flag("md5", !primary);
-                for p in table.layout.iter().flat_map(|l| l.partitions()) {
+                for p in table
+                    .layout
+                    .iter()
+                    .flat_map(super::partition_table::PartitionTable::partitions)
+                {
                     k.str("name", &p.name)
                         .int("type", i64::from(p.ty))
                         .int("subtype", i64::from(p.subtype))

@@ -304,14 +304,12 @@ fn chip_prop(r: &NodeReader<'_>, key_or_arg: Option<&str>, problems: &mut Proble
         );
         return Chip::Esp32;
     };
-    match value::string(&v).map(|s| s.value.parse::<Chip>()) {
-        Ok(Ok(c)) => c,
-        _ => {
-            problems.push(
-                ManifestError::new(ErrorKind::ValueInvalid, "unknown chip").at(&v.place, "here"),
-            );
-            Chip::Esp32
-        }
+    if let Ok(Ok(c)) = value::string(&v).map(|s| s.value.parse::<Chip>()) {
+        c
+    } else {
+        problems
+            .push(ManifestError::new(ErrorKind::ValueInvalid, "unknown chip").at(&v.place, "here"));
+        Chip::Esp32
     }
 }
 
@@ -349,7 +347,7 @@ fn release_prop(r: &NodeReader<'_>, key: &str, problems: &mut Problems) -> Optio
         .map_err(|e| {
             problems.push(
                 ManifestError::new(ErrorKind::ReleaseUnknown, e.to_string()).at(&s.place, "here"),
-            )
+            );
         })
         .ok()
 }
@@ -435,7 +433,7 @@ fn read_config(
                     let size = FlashSize::parse(&get("size"));
                     match (mode, freq, size) {
                         (Some(mode), Some(freq), Some(size)) => {
-                            flash = Some(FlashSettings { mode, freq, size })
+                            flash = Some(FlashSettings { mode, freq, size });
                         }
                         _ => problems.push(
                             ManifestError::new(ErrorKind::ValueInvalid, "bad flash settings")

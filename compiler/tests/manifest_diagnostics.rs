@@ -28,8 +28,10 @@ fn check(rule: &str) {
         .lines()
         .next()
         .and_then(|l| l.strip_prefix("// expect:"))
-        .map(str::trim)
-        .unwrap_or_else(|| panic!("{} lacks an expect line", path.display()));
+        .map_or_else(
+            || panic!("{} lacks an expect line", path.display()),
+            str::trim,
+        );
     let diags = match manifest::load(&path) {
         Ok(_) => panic!("{} was accepted", path.display()),
         Err(d) => d,

@@ -565,12 +565,11 @@ fn first_string(
     example: &str,
     problems: &mut Problems,
 ) -> Option<Spanned<String>> {
-    match r.arg(0) {
-        Some(v) => take(value::string(&v), problems),
-        None => {
-            problems.push(missing_arg(r, what, example));
-            None
-        }
+    if let Some(v) = r.arg(0) {
+        take(value::string(&v), problems)
+    } else {
+        problems.push(missing_arg(r, what, example));
+        None
     }
 }
 
@@ -866,20 +865,17 @@ fn parse_top(r: &NodeReader<'_>, doc: &mut Document, problems: &mut Problems) {
                             "part \"app\" \"esp-at.bin\"",
                             problems,
                         );
-                        let file = match c.arg(1) {
-                            Some(v) => {
-                                take(value::string(&v), problems).map(|s| s.map(PathBuf::from))
+                        let file = if let Some(v) = c.arg(1) {
+                            take(value::string(&v), problems).map(|s| s.map(PathBuf::from))
+                        } else {
+                            if name.is_some() {
+                                problems.push(missing_arg(
+                                    &c,
+                                    "a file",
+                                    "part \"app\" \"esp-at.bin\"",
+                                ));
                             }
-                            None => {
-                                if name.is_some() {
-                                    problems.push(missing_arg(
-                                        &c,
-                                        "a file",
-                                        "part \"app\" \"esp-at.bin\"",
-                                    ));
-                                }
-                                None
-                            }
+                            None
                         };
                         let offset = int_prop(&c, "offset", 0, i128::from(u32::MAX), problems);
                         if let (Some(name), Some(file)) = (name, file) {
@@ -972,13 +968,14 @@ fn parse_uuid(r: &NodeReader<'_>, problems: &mut Problems) -> Option<Spanned<Uui
             .help("write a 16-bit UUID as a number (0x2A00) or a 128-bit UUID as text (\"ED2B4E3A-2820-492F-9507-DF165285E831\")")
     };
     match v.value {
-        KdlValue::Integer(n) => match u16::try_from(*n) {
-            Ok(u) => Some(Spanned::new(UuidValue::Short(u), v.place)),
-            Err(_) => {
+        KdlValue::Integer(n) => {
+            if let Ok(u) = u16::try_from(*n) {
+                Some(Spanned::new(UuidValue::Short(u), v.place))
+            } else {
                 problems.push(bad(&v.place));
                 None
             }
-        },
+        }
         KdlValue::String(s) => {
             let hex: String = s
                 .trim()
@@ -1032,22 +1029,21 @@ fn parse_properties(r: &NodeReader<'_>, problems: &mut Problems) -> Option<Spann
         KdlValue::String(s) => {
             let mut bits = 0u8;
             for word in s.split([' ', ',', '|']).filter(|w| !w.is_empty()) {
-                match PROPERTY_BITS.iter().find(|(n, _)| *n == word) {
-                    Some((_, b)) => bits |= b,
-                    None => {
-                        let mut e = ManifestError::new(
-                            ErrorKind::GattsInvalid,
-                            format!("unknown characteristic property `{word}`"),
-                        )
-                        .at(&v.place, "unknown property name");
-                        let names = PROPERTY_BITS.iter().map(|(n, _)| *n);
-                        e = match super::error::did_you_mean(word, names) {
-                            Some(s) => e.help(format!("did you mean `{s}`?")),
-                            None => e.help("use: broadcast read write-no-response write notify indicate auth-signed extended"),
-                        };
-                        problems.push(e);
-                        return None;
-                    }
+                if let Some((_, b)) = PROPERTY_BITS.iter().find(|(n, _)| *n == word) {
+                    bits |= b
+                } else {
+                    let mut e = ManifestError::new(
+                        ErrorKind::GattsInvalid,
+                        format!("unknown characteristic property `{word}`"),
+                    )
+                    .at(&v.place, "unknown property name");
+                    let names = PROPERTY_BITS.iter().map(|(n, _)| *n);
+                    e = match super::error::did_you_mean(word, names) {
+                        Some(s) => e.help(format!("did you mean `{s}`?")),
+                        None => e.help("use: broadcast read write-no-response write notify indicate auth-signed extended"),
+                    };
+                    problems.push(e);
+                    return None;
                 }
             }
             Some(Spanned::new(bits, v.place))

@@ -256,7 +256,7 @@ pub mod value {
     /// `"2M"`), as partition CSVs write them. Returns the value and its text form.
     pub fn size(v: &Spanned<&KdlValue>) -> Result<Spanned<(u32, String)>, ManifestError> {
         let (n, text) = match v.value {
-            KdlValue::Integer(n) => (Some(*n), format!("{:#x}", n)),
+            KdlValue::Integer(n) => (Some(*n), format!("{n:#x}")),
             KdlValue::String(s) => (parse_size_literal(s), s.trim().to_owned()),
             _ => (None, String::new()),
         };

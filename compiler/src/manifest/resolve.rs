@@ -561,8 +561,7 @@ fn merge(doc: Document, bases: &[(Place, Document)], diags: &mut Diagnostics) ->
             |_| {
                 b.iter()
                     .find(|(_, v)| v.is_some())
-                    .map(|(p, _)| p.clone())
-                    .unwrap_or_else(|| b[0].0.clone())
+                    .map_or_else(|| b[0].0.clone(), |(p, _)| p.clone())
             },
             diags,
         )
@@ -696,17 +695,15 @@ impl<'a> Resolver<'a> {
             Some(_) => NvsPages::Active,
             None => release.default_nvs_pages(),
         };
-        let name = doc
-            .name
-            .as_ref()
-            .map(|n| n.value.clone())
-            .unwrap_or_else(|| {
-                self.top
-                    .path()
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "manifest".to_owned())
-            });
+        let name = doc.name.as_ref().map_or_else(
+            || {
+                self.top.path().file_stem().map_or_else(
+                    || "manifest".to_owned(),
+                    |s| s.to_string_lossy().into_owned(),
+                )
+            },
+            |n| n.value.clone(),
+        );
         Some(Plan {
             name,
             manifest: self.top.path().to_path_buf(),
@@ -805,24 +802,23 @@ impl<'a> Resolver<'a> {
             );
             return None;
         };
-        match e.release.value.parse::<Release>() {
-            Ok(r) => Some(r),
-            Err(_) => {
-                let mut err = ManifestError::new(
-                    ErrorKind::ReleaseUnknown,
-                    format!("unknown ESP-AT release `{}`", e.release.value),
-                )
-                .at(&e.release.place, "unknown release");
-                err = match did_you_mean(&e.release.value, crate::release::KNOWN.iter().copied()) {
-                    Some(s) => err.help(format!("did you mean `{s}`?")),
-                    None => err.help(format!(
-                        "known releases: {}",
-                        crate::release::KNOWN.join(", ")
-                    )),
-                };
-                self.err(err);
-                None
-            }
+        if let Ok(r) = e.release.value.parse::<Release>() {
+            Some(r)
+        } else {
+            let mut err = ManifestError::new(
+                ErrorKind::ReleaseUnknown,
+                format!("unknown ESP-AT release `{}`", e.release.value),
+            )
+            .at(&e.release.place, "unknown release");
+            err = match did_you_mean(&e.release.value, crate::release::KNOWN.iter().copied()) {
+                Some(s) => err.help(format!("did you mean `{s}`?")),
+                None => err.help(format!(
+                    "known releases: {}",
+                    crate::release::KNOWN.join(", ")
+                )),
+            };
+            self.err(err);
+            None
         }
     }
 
@@ -831,38 +827,35 @@ impl<'a> Resolver<'a> {
         let node = doc.flash.clone().unwrap_or_default();
         let mut ok = true;
         if let Some(m) = &node.mode {
-            match FlashMode::parse(&m.value) {
-                Some(v) => f.mode = v,
-                None => {
-                    ok = false;
-                    self.err(bad_choice(m, "flash mode", &["qio", "qout", "dio", "dout"]));
-                }
+            if let Some(v) = FlashMode::parse(&m.value) {
+                f.mode = v
+            } else {
+                ok = false;
+                self.err(bad_choice(m, "flash mode", &["qio", "qout", "dio", "dout"]));
             }
         }
         if let Some(m) = &node.freq {
-            match FlashFreq::parse(&m.value) {
-                Some(v) => f.freq = v,
-                None => {
-                    ok = false;
-                    self.err(bad_choice(
-                        m,
-                        "flash frequency",
-                        &["80m", "40m", "26m", "20m"],
-                    ));
-                }
+            if let Some(v) = FlashFreq::parse(&m.value) {
+                f.freq = v
+            } else {
+                ok = false;
+                self.err(bad_choice(
+                    m,
+                    "flash frequency",
+                    &["80m", "40m", "26m", "20m"],
+                ));
             }
         }
         if let Some(m) = &node.size {
-            match FlashSize::parse(&m.value) {
-                Some(v) => f.size = v,
-                None => {
-                    ok = false;
-                    self.err(bad_choice(
-                        m,
-                        "flash size",
-                        &["1MB", "2MB", "4MB", "8MB", "16MB"],
-                    ));
-                }
+            if let Some(v) = FlashSize::parse(&m.value) {
+                f.size = v
+            } else {
+                ok = false;
+                self.err(bad_choice(
+                    m,
+                    "flash size",
+                    &["1MB", "2MB", "4MB", "8MB", "16MB"],
+                ));
             }
         }
         ok.then_some(f)
@@ -1032,18 +1025,18 @@ impl<'a> Resolver<'a> {
                 self.err(err);
                 continue;
             }
-            if f.enabled.value && sym.contains("HTTPS") || f.enabled.value && sym.contains("WSS") {
-                if !release.has_https_wss() {
-                    self.err(
-                        ManifestError::new(
-                            ErrorKind::FeatureUnknown,
-                            format!("ESP-AT {release} has no {sym}"),
-                        )
-                        .at(&f.symbol.place, "not in this release")
-                        .help("HTTPS and WSS certificates arrived in ESP-AT v4.1.0.0"),
-                    );
-                    continue;
-                }
+            if (f.enabled.value && sym.contains("HTTPS") || f.enabled.value && sym.contains("WSS"))
+                && !release.has_https_wss()
+            {
+                self.err(
+                    ManifestError::new(
+                        ErrorKind::FeatureUnknown,
+                        format!("ESP-AT {release} has no {sym}"),
+                    )
+                    .at(&f.symbol.place, "not in this release")
+                    .help("HTTPS and WSS certificates arrived in ESP-AT v4.1.0.0"),
+                );
+                continue;
             }
             if f.enabled.value {
                 set.insert(sym.to_owned());

@@ -343,15 +343,12 @@ fn split_simple_line(line: &str) -> Option<Vec<Cow<'_, str>>> {
             }
         } else {
             // Unquoted: up to the next comma (a quote inside is an ordinary character).
-            match b[i..].iter().position(|&c| c == b',') {
-                Some(n) => {
-                    fields.push(Cow::Borrowed(&line[i..i + n]));
-                    i += n + 1;
-                }
-                None => {
-                    fields.push(Cow::Borrowed(&line[i..]));
-                    return Some(fields);
-                }
+            if let Some(n) = b[i..].iter().position(|&c| c == b',') {
+                fields.push(Cow::Borrowed(&line[i..i + n]));
+                i += n + 1;
+            } else {
+                fields.push(Cow::Borrowed(&line[i..]));
+                return Some(fields);
             }
         }
     }
@@ -661,7 +658,7 @@ impl CsvGenerator {
         encoding: Option<&str>,
         value: Option<&str>,
     ) -> Result<(), NvsErrorKind> {
-        let key = key.ok_or_else(|| NvsErrorKind::MissingField { column: "key" })?;
+        let key = key.ok_or(NvsErrorKind::MissingField { column: "key" })?;
         check_key(key)?;
         if matches!(key, "ap.ssid" | "ap.passwd" | "ap.authmode") {
             let v = value.map(str::to_owned);
@@ -681,8 +678,7 @@ impl CsvGenerator {
             }
         }
         if matches!(key, "sta.ssid" | "sta.pswd") {
-            let encoding =
-                encoding.ok_or_else(|| NvsErrorKind::MissingField { column: "encoding" })?;
+            let encoding = encoding.ok_or(NvsErrorKind::MissingField { column: "encoding" })?;
             let v = convert(key, encoding, value.map(|v| Raw::Text(Cow::Borrowed(v))))?;
             self.builder.entry_inner(key, &v)?;
             if !self.wifi.sta_extras_written {
@@ -697,7 +693,7 @@ impl CsvGenerator {
             return Ok(());
         }
         let raw = if kind == Some("file") {
-            let path = value.ok_or_else(|| NvsErrorKind::MissingField { column: "value" })?;
+            let path = value.ok_or(NvsErrorKind::MissingField { column: "value" })?;
             let path = self.base_dir.join(path);
             let bytes = std::fs::read(&path).map_err(|source| NvsErrorKind::FileRead {
                 key: key.to_owned(),
@@ -711,7 +707,7 @@ impl CsvGenerator {
         if kind == Some("namespace") {
             return self.builder.namespace_inner(key);
         }
-        let encoding = encoding.ok_or_else(|| NvsErrorKind::MissingField { column: "encoding" })?;
+        let encoding = encoding.ok_or(NvsErrorKind::MissingField { column: "encoding" })?;
         let v = convert(key, encoding, raw)?;
         self.builder.entry_inner(key, &v)
     }

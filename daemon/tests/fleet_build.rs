@@ -223,19 +223,22 @@ fn locked_build_fails_with_a_readable_diff_and_writes_nothing() {
     ok(&espfleet(&src, &args, &[]));
 }
 
+/// A fleet build through a cache in the checkout, without a lock file.
+const WARM_ARGS: [&str; 7] = [
+    "build",
+    "fleet",
+    "--out",
+    "out",
+    "--cache-dir",
+    "cache",
+    "--no-lock",
+];
+
 #[test]
 fn unchanged_manifests_skip_resolving_and_changed_ones_rebuild() {
     let tmp = tempfile::tempdir().unwrap();
     let src = checkout(tmp.path(), "src");
-    let args = [
-        "build",
-        "fleet",
-        "--out",
-        "out",
-        "--cache-dir",
-        "cache",
-        "--no-lock",
-    ];
+    let args = WARM_ARGS;
     ok(&espfleet(&src, &args, &[]));
     let before = tree(&src.join("out"));
     let warm = espfleet(&src, &args, &[]);
@@ -268,15 +271,7 @@ fn unchanged_manifests_skip_resolving_and_changed_ones_rebuild() {
 fn a_warm_rebuild_restores_outputs_touched_since_even_after_cache_clean() {
     let tmp = tempfile::tempdir().unwrap();
     let src = checkout(tmp.path(), "src");
-    let args = [
-        "build",
-        "fleet",
-        "--out",
-        "out",
-        "--cache-dir",
-        "cache",
-        "--no-lock",
-    ];
+    let args = WARM_ARGS;
     ok(&espfleet(&src, &args, &[]));
     let good = tree(&src.join("out"));
     // Outputs damaged by hand: a changed byte of the same length, a deleted file, a secret

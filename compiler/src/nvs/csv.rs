@@ -141,11 +141,10 @@ where
         // the state machine below would.
         if state == State::StartRecord && !content.is_empty() {
             if let Some(fields) = split_simple_line(&text[start..end]) {
-                if let Some(f) = fields
+                if fields
                     .iter()
-                    .find(|f| f.len() > FIELD_SIZE_LIMIT && f.chars().count() > FIELD_SIZE_LIMIT)
+                    .any(|f| f.len() > FIELD_SIZE_LIMIT && f.chars().count() > FIELD_SIZE_LIMIT)
                 {
-                    let _ = f;
                     return Err(err(format!(
                         "field larger than field limit ({FIELD_SIZE_LIMIT})"
                     )));

@@ -6,6 +6,7 @@
 pub mod discover;
 pub mod document;
 pub mod error;
+pub mod identity;
 pub mod reader;
 pub mod source;
 

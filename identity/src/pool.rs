@@ -1,0 +1,2 @@
+//! Certificate pools: a folder of ready-made certificate/key pairs (as AWS IoT bulk registration
+//! or a vendor delivers them), one pair per device.

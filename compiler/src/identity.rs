@@ -477,6 +477,33 @@ pub fn personalize(plan: &Plan, device: &DeviceIdentity) -> Result<Plan, Identit
     Ok(out)
 }
 
+/// Why a board's images could not be made.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum DeviceBuildError {
+    /// The identity does not fit the plan.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Identity(#[from] IdentityError),
+    /// Emitting failed.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Emit(#[from] crate::manifest::Diagnostics),
+}
+
+/// The images of one board: [`personalize`], then emit through `cache` (the jobs the device's
+/// identity does not touch — tables, firmware — are shared by every board and come from the
+/// cache; `on_event` hears about each job as [`crate::build::emit_with`] reports it).
+pub fn device_images(
+    plan: &Plan,
+    device: &DeviceIdentity,
+    jobs: crate::build::Jobs,
+    cache: Option<&crate::cache::Cache>,
+    on_event: &(dyn Fn(crate::cache::JobEvent) + Sync),
+) -> Result<Vec<crate::build::Image>, DeviceBuildError> {
+    let plan = personalize(plan, device)?;
+    Ok(crate::build::emit_with(&plan, jobs, cache, on_event)?)
+}
+
 /// The index of `role` in `pki`, adding an empty entry (in ESP-AT's dependency-file order of
 /// roles) when the manifest gives no files for it.
 fn pki_position(

@@ -761,12 +761,12 @@ fn check_subject(
         mac: Mac([0xff; 6]),
         serial: "S".to_owned(),
     };
-    if let Err(e) = t
-        .render_with(&sample, rfc4514_escape)
+    if t.render_with(&sample, rfc4514_escape)
         .parse::<x509_cert::name::Name>()
+        .is_err()
     {
         errors.push(
-            ManifestError::new(ErrorKind::ValueInvalid, format!("subject `{}` is not a distinguished name ({e})", subject.value))
+            ManifestError::new(ErrorKind::ValueInvalid, format!("subject `{}` is not a distinguished name", subject.value))
                 .at(&subject.place, "not RFC 4514")
                 .help("write attribute=value pairs separated by commas: \"CN={serial},O=ACME,serialNumber={mac}\""),
         );
@@ -891,30 +891,6 @@ fn check_ca_key(
             );
         }
         _ => {}
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        if let Ok(meta) = std::fs::metadata(key_path) {
-            let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                errors.push(
-                    ManifestError::new(
-                        ErrorKind::CertificateInvalid,
-                        format!(
-                            "the fleet CA key {} is readable by other users (mode {mode:o})",
-                            key_path.display()
-                        ),
-                    )
-                    .at(place, "readable by others")
-                    .help(format!(
-                        "chmod 600 {} (and let only the service user own it)",
-                        key_path.display()
-                    ))
-                    .warning(),
-                );
-            }
-        }
     }
 }
 
@@ -1073,7 +1049,7 @@ fn resolve_slot(
     if index > given {
         let place = s.index.as_ref().map_or(&s.slot.place, |i| &i.place);
         errors.push(
-            ManifestError::new(ErrorKind::ValueInvalid, format!("index {index} would leave a gap: certificates gives {given} {}", cert_role.node_name()))
+            ManifestError::new(ErrorKind::ValueInvalid, format!("index {index} would leave a gap: the manifest's certificates give {given} {} file(s)", cert_role.node_name()))
                 .at(place, "gap before this index")
                 .help(format!("use index={given} (after the manifest's own) or a lower one (replacing one of them)")),
         );

@@ -240,6 +240,22 @@ pub enum StoreError {
         /// Its mode bits.
         mode: u32,
     },
+    /// The store belongs to another user.
+    #[error("the identity store {path} belongs to user {owner}, not to this user ({uid})")]
+    #[diagnostic(
+        code(espfleet::identity::store_owner),
+        help(
+            "run as the store's owner (`sudo -u espfleet espfleet identity ...`): files SQLite creates beside the store would otherwise lock its owner out"
+        )
+    )]
+    Owner {
+        /// The file.
+        path: PathBuf,
+        /// Its owner's uid.
+        owner: u32,
+        /// This process's effective uid.
+        uid: u32,
+    },
     /// The store was written by a newer espfleet.
     #[error("the identity store has schema version {found}; this espfleet knows up to {supported}")]
     #[diagnostic(
@@ -417,6 +433,36 @@ pub fn default_station() -> String {
         .unwrap_or_else(|| "station".to_owned())
 }
 
+/// Checks that this process runs as the owner of the store file `path`: SQLite creates its
+/// `-wal` and `-shm` files as the user who opens the store, and a store opened once by root
+/// would lock the service user out of its own store.
+#[cfg(unix)]
+pub(crate) fn check_owner(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    owner_matches(path, meta.uid(), rustix::process::geteuid().as_raw())
+}
+
+#[cfg(not(unix))]
+pub(crate) fn check_owner(_path: &Path) -> Result<(), StoreError> {
+    Ok(())
+}
+
+/// [`check_owner`]'s rule: the file's owner is the effective user.
+pub(crate) fn owner_matches(path: &Path, owner: u32, uid: u32) -> Result<(), StoreError> {
+    if owner == uid {
+        Ok(())
+    } else {
+        Err(StoreError::Owner {
+            path: path.to_path_buf(),
+            owner,
+            uid,
+        })
+    }
+}
+
 /// Checks that `path` (if it exists) is not readable or writable by group or others.
 #[cfg(unix)]
 pub(crate) fn check_private(path: &Path) -> Result<(), StoreError> {
@@ -433,4 +479,24 @@ pub(crate) fn check_private(path: &Path) -> Result<(), StoreError> {
 #[cfg(not(unix))]
 pub(crate) fn check_private(_path: &Path) -> Result<(), StoreError> {
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::{StoreError, owner_matches};
+
+    #[test]
+    fn only_the_owner_opens_the_store() {
+        assert!(owner_matches(Path::new("s"), 998, 998).is_ok());
+        assert!(matches!(
+            owner_matches(Path::new("s"), 998, 0),
+            Err(StoreError::Owner {
+                owner: 998,
+                uid: 0,
+                ..
+            })
+        ));
+    }
 }

@@ -26,8 +26,8 @@ use rusqlite::{Connection, OptionalExtension as _, Transaction, TransactionBehav
 
 use super::{
     Allocation, AllocationRequest, Credentials, FlashReport, FlashedImage, IdentityRecord,
-    IdentityStore, Origin, PoolEntry, PoolImport, PoolStatus, State, StoreError, check_private,
-    fingerprint,
+    IdentityStore, Origin, PoolEntry, PoolImport, PoolStatus, State, StoreError, check_owner,
+    check_private, fingerprint,
 };
 use crate::time::Timestamp;
 
@@ -151,6 +151,7 @@ impl SqliteStore {
     /// Opens the store at `path`, creating it (mode 0600) and applying migrations as needed.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         create_private(path)?;
+        check_owner(path)?;
         for p in [
             path.to_path_buf(),
             with_suffix(path, "-wal"),

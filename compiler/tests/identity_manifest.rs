@@ -306,3 +306,29 @@ fn identity_comes_from_a_base_with_its_paths_relative_to_the_base() {
         miette::Report::new(err)
     );
 }
+
+#[test]
+fn debug_output_of_plans_never_shows_key_material() {
+    let (plan, _) = manifest::load(&dir().join("ok_mint.kdl")).unwrap();
+    let dev = device("24:0a:c4:12:34:56", "ACME-001000");
+    let personal = personalize(&plan, &dev).unwrap();
+    let shown = format!("{plan:?}\n{personal:?}\n{dev:?}\n{personal:#?}");
+    let key = std::fs::read_to_string(dir().join("pki/leaf.key")).unwrap();
+    let ca_key = std::fs::read_to_string(dir().join("pki/fleet-ca.key")).unwrap();
+    for k in [&key, &ca_key] {
+        for line in k.lines().filter(|l| !l.starts_with("-----")) {
+            assert!(!shown.contains(line), "key material in Debug output");
+        }
+        // Nor as the Debug list of its bytes.
+        let der = k
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect::<String>();
+        let first: Vec<String> = der.bytes().take(8).map(|b| b.to_string()).collect();
+        assert!(
+            !shown.contains(&first.join(", ")),
+            "key bytes in Debug output"
+        );
+    }
+    assert!(shown.contains("<redacted>"));
+}

@@ -294,3 +294,19 @@ fn pools_pair_certificates_and_keys_by_public_key() {
         let _ = mac;
     }
 }
+
+#[test]
+fn the_ca_key_never_shows_in_debug_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = openssl_ca(dir.path(), "p256");
+    let m = minter(&cert, &key, KeyType::P256);
+    let shown = format!("{m:?} {:?} {m:#?}", m.ca());
+    let key_text = std::fs::read_to_string(&key).unwrap();
+    for line in key_text.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(
+            !shown.contains(line),
+            "CA key material in Debug output: {shown}"
+        );
+    }
+    assert!(shown.contains("ACME Fleet CA"), "{shown}");
+}

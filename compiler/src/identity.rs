@@ -504,6 +504,52 @@ pub fn device_images(
     Ok(crate::build::emit_with(&plan, jobs, cache, on_event)?)
 }
 
+/// The images a board is flashed with (those with an offset), sorted by offset: what the
+/// daemon writes after reading a MAC. Like [`device_images`] without the files that are not
+/// flashed (flash arguments, merged factory images), each job through `cache`. Jobs run in
+/// parallel unless `jobs` says not; the result is in offset order either way.
+pub fn device_flash_images(
+    plan: &Plan,
+    device: &DeviceIdentity,
+    jobs: crate::build::Jobs,
+    cache: Option<&crate::cache::Cache>,
+) -> Result<Vec<crate::build::Image>, DeviceBuildError> {
+    use rayon::prelude::*;
+    let plan = personalize(plan, device)?;
+    let run = |job: &crate::build::Job| {
+        let key = cache.map(|_| job.key(&plan).finish());
+        if let (Some(c), Some(k)) = (cache, &key) {
+            if let crate::cache::Lookup::Hit(images) = c.get(k) {
+                return Ok(images);
+            }
+        }
+        let images = job.emit(&plan)?;
+        if let (Some(c), Some(k)) = (cache, &key) {
+            let _ = c.put(k, &images);
+        }
+        Ok(images)
+    };
+    let list = crate::build::job_list(&plan);
+    let results: Vec<Result<Vec<crate::build::Image>, crate::manifest::ManifestError>> = match jobs
+    {
+        crate::build::Jobs::Parallel => list.par_iter().map(run).collect(),
+        crate::build::Jobs::Sequential => list.iter().map(run).collect(),
+    };
+    let mut diags = crate::manifest::Diagnostics::new(plan.manifest.display().to_string());
+    let mut images = Vec::new();
+    for r in results {
+        match r {
+            Ok(i) => images.extend(i.into_iter().filter(|i| i.offset.is_some())),
+            Err(e) => diags.push(e),
+        }
+    }
+    if diags.has_errors() {
+        return Err(diags.into());
+    }
+    images.sort_by_key(|i| i.offset);
+    Ok(images)
+}
+
 /// The index of `role` in `pki`, adding an empty entry (in ESP-AT's dependency-file order of
 /// roles) when the manifest gives no files for it.
 fn pki_position(

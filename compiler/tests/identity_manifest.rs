@@ -332,3 +332,31 @@ fn debug_output_of_plans_never_shows_key_material() {
     }
     assert!(shown.contains("<redacted>"));
 }
+
+#[test]
+fn flash_images_are_the_flashed_part_of_the_device_build() {
+    let (plan, _) = manifest::load(&dir().join("ok_mint.kdl")).unwrap();
+    let dev = device("24:0a:c4:12:34:56", "ACME-001000");
+    let all =
+        espfleet_compiler::identity::device_images(&plan, &dev, Jobs::Sequential, None, &|_| {})
+            .unwrap();
+    let cache_dir = tempfile::tempdir().unwrap();
+    let cache = espfleet_compiler::cache::Cache::open(cache_dir.path()).unwrap();
+    for round in 0..2 {
+        // Round 1 takes every job from the cache round 0 filled.
+        let flash = espfleet_compiler::identity::device_flash_images(
+            &plan,
+            &dev,
+            Jobs::Parallel,
+            Some(&cache),
+        )
+        .unwrap();
+        let mut want: Vec<&Image> = all.iter().filter(|i| i.offset.is_some()).collect();
+        want.sort_by_key(|i| i.offset);
+        assert_eq!(flash.len(), want.len(), "round {round}");
+        for (a, b) in flash.iter().zip(want) {
+            assert_eq!((a.offset, &a.path, a.secret), (b.offset, &b.path, b.secret));
+            assert!(a.bytes == b.bytes, "{}", a.path);
+        }
+    }
+}

@@ -17,9 +17,8 @@ use std::sync::{Arc, Barrier, OnceLock};
 
 use espfleet_compiler::identity::{Mac, SerialTemplate, TextTemplate};
 use espfleet_compiler::manifest::identity::KeyType;
-use espfleet_compiler::secret::Secret;
 
-use crate::mint::{FleetCa, MintError, Minter, PlanMinter};
+use crate::mint::{FleetCa, MintError, Minter, NewKey, PlanMinter};
 use crate::store::{
     AllocationRequest, Credentials, FlashReport, FlashedImage, IdentityStore, PoolEntry, State,
     StoreError, fingerprint,
@@ -84,7 +83,7 @@ pub fn pool_entries(n: usize) -> Vec<PoolEntry> {
             PoolEntry {
                 fingerprint: fingerprint(&cert).expect("fingerprint"),
                 certificate_pem: cert,
-                key_pem: key,
+                key_pem: key.pem,
                 source: format!("pool-{i}.pem"),
             }
         })
@@ -327,10 +326,10 @@ pub fn pools_hand_out_each_entry_once(h: &dyn Harness) {
 struct FailingMinter;
 
 impl Minter for FailingMinter {
-    fn new_key(&self) -> Result<Secret<String>, MintError> {
+    fn new_key(&self) -> Result<NewKey, MintError> {
         test_minter().new_key()
     }
-    fn issue(&self, _: &Secret<String>, _: Mac, _: &str) -> Result<String, MintError> {
+    fn issue(&self, _: &NewKey, _: Mac, _: &str) -> Result<String, MintError> {
         Err(MintError::CaUnreadable {
             path: "fleet-ca.key".into(),
             reason: "permission denied".into(),
@@ -472,6 +471,76 @@ pub fn concurrent_clients_never_share_an_identity(h: &dyn Harness) {
     assert_eq!(h.open().identities().unwrap().len(), usize::from(BOARDS));
 }
 
+/// One allocation's result in the concurrency cases: (MAC, serial, fingerprint) or the error.
+type Outcome = Result<(Mac, String, String), String>;
+
+/// Sixteen threads sharing ONE client (as the daemon's workers share its store), allocating 32
+/// boards minted and 8 from a pool of 6 at once: the same guarantees, and a request that fails
+/// (pool exhausted) takes nobody else's allocation with it.
+pub fn threads_sharing_one_client_never_share_an_identity(h: &dyn Harness) {
+    let store = h.open();
+    store.import_pool("p", &pool_entries(6)).unwrap();
+    let barrier = Barrier::new(16);
+    let results: Vec<Vec<Outcome>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..16u16)
+            .map(|c| {
+                let (store, barrier) = (&store, &barrier);
+                s.spawn(move || {
+                    let t = template();
+                    barrier.wait();
+                    let mut out = Vec::new();
+                    for i in 0..2u16 {
+                        let m = mac(c * 2 + i);
+                        let r = store.allocate(&req(m, &t, Credentials::Mint(test_minter())));
+                        out.push(
+                            r.map(|a| (a.record.mac, a.record.serial, a.record.fingerprint))
+                                .map_err(|e| e.to_string()),
+                        );
+                    }
+                    if c < 8 {
+                        let r = store.allocate(&req(mac(100 + c), &t, Credentials::Pool("p")));
+                        out.push(
+                            r.map(|a| (a.record.mac, a.record.serial, a.record.fingerprint))
+                                .map_err(|e| format!("{e:?}")),
+                        );
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client"))
+            .collect()
+    });
+    let all: Vec<&Outcome> = results.iter().flatten().collect();
+    let ok: Vec<&(Mac, String, String)> = all.iter().filter_map(|r| r.as_ref().ok()).collect();
+    let failed: Vec<&String> = all.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert_eq!(ok.len(), 38, "{failed:?}");
+    assert_eq!(failed.len(), 2);
+    assert!(
+        failed.iter().all(|e| e.contains("PoolExhausted")),
+        "{failed:?}"
+    );
+    let serials: BTreeSet<&String> = ok.iter().map(|r| &r.1).collect();
+    let want: BTreeSet<String> = (0..38u32)
+        .map(|i| format!("ACME-{:06}", 1000 + i))
+        .collect();
+    assert_eq!(
+        serials,
+        want.iter().collect(),
+        "serials not 1000..1038 exactly once"
+    );
+    let fps: BTreeSet<&String> = ok.iter().map(|r| &r.2).collect();
+    assert_eq!(fps.len(), 38);
+    // Everything returned was committed: a fresh connection sees it all.
+    let fresh = h.open();
+    assert_eq!(fresh.identities().unwrap().len(), 38);
+    for r in &ok {
+        assert_eq!(fresh.identity(r.0).unwrap().unwrap().serial, r.1);
+    }
+}
+
 /// Sixteen boards at once against a pool of fifteen: fifteen distinct entries, one board gets
 /// `pool_exhausted` and no identity.
 pub fn concurrent_clients_share_a_pool_fairly(h: &dyn Harness) {
@@ -524,6 +593,7 @@ macro_rules! conformance_tests {
             keys_never_show_in_debug_output,
             concurrent_clients_never_share_an_identity,
             concurrent_clients_share_a_pool_fairly,
+            threads_sharing_one_client_never_share_an_identity,
         );
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {

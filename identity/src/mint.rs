@@ -108,10 +108,32 @@ fn sign_failed(e: impl std::fmt::Display) -> MintError {
 /// Makes device credentials for the store: the key first (outside the store's transaction, as
 /// RSA key generation is slow), then the certificate once the serial is known.
 pub trait Minter: Send + Sync {
-    /// A fresh private key, PKCS#8 PEM.
-    fn new_key(&self) -> Result<Secret<String>, MintError>;
+    /// A fresh private key.
+    fn new_key(&self) -> Result<NewKey, MintError>;
     /// The certificate (PEM) of `key` for the device `mac` with serial number `serial`.
-    fn issue(&self, key: &Secret<String>, mac: Mac, serial: &str) -> Result<String, MintError>;
+    fn issue(&self, key: &NewKey, mac: Mac, serial: &str) -> Result<String, MintError>;
+}
+
+/// A freshly made device key: PKCS#8 PEM, and its public half (kept so that issuing the
+/// certificate does not derive it again).
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    /// The private key, PKCS#8 PEM.
+    pub pem: Secret<String>,
+    public_key: SubjectPublicKeyInfoOwned,
+}
+
+impl NewKey {
+    /// Wraps an existing private key (PEM or DER; PKCS#8, PKCS#1 or SEC1).
+    pub fn from_pem(pem: Secret<String>) -> Result<Self, MintError> {
+        let public_key = public_key_of(&pem)?;
+        Ok(NewKey { pem, public_key })
+    }
+
+    /// The public key.
+    pub fn public_key(&self) -> &SubjectPublicKeyInfoOwned {
+        &self.public_key
+    }
 }
 
 /// A CA private key that can sign.
@@ -262,7 +284,7 @@ impl FleetCa {
         key_type: KeyType,
         validity_days: u32,
     ) -> Result<(Self, String, Secret<String>), MintError> {
-        let key = new_key(key_type)?;
+        let key = new_key(key_type)?.pem;
         let signer = signer_from_key(key.expose().as_bytes())?;
         let name = Name::from_str(subject).map_err(|_| MintError::SubjectInvalid {
             subject: subject.to_owned(),
@@ -300,12 +322,12 @@ impl FleetCa {
     /// A device certificate (PEM) for the public half of `key`.
     pub fn issue(
         &self,
-        key: &Secret<String>,
+        key: &NewKey,
         subject: &str,
         validity_days: u32,
         key_type_rsa: bool,
     ) -> Result<String, MintError> {
-        let spki = public_key_of(key)?;
+        let spki = key.public_key.clone();
         let name = Name::from_str(subject).map_err(|_| MintError::SubjectInvalid {
             subject: subject.to_owned(),
         })?;
@@ -436,9 +458,9 @@ fn random_serial() -> Result<SerialNumber, MintError> {
     SerialNumber::new(&b).map_err(sign_failed)
 }
 
-/// A fresh private key of `key_type`, PKCS#8 PEM.
-pub fn new_key(key_type: KeyType) -> Result<Secret<String>, MintError> {
-    let pem = match key_type {
+/// A fresh private key of `key_type`.
+pub fn new_key(key_type: KeyType) -> Result<NewKey, MintError> {
+    let (pem, public) = match key_type {
         KeyType::P256 => {
             // A uniformly random scalar: retry the (≈2⁻³² likely) out-of-range draws.
             let key = loop {
@@ -447,14 +469,25 @@ pub fn new_key(key_type: KeyType) -> Result<Secret<String>, MintError> {
                     break k;
                 }
             };
-            key.to_pkcs8_pem(LineEnding::LF).map_err(sign_failed)?
+            (
+                key.to_pkcs8_pem(LineEnding::LF).map_err(sign_failed)?,
+                key.public_key().to_public_key_der().map_err(sign_failed)?,
+            )
         }
         KeyType::Rsa2048 => {
             let key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048).map_err(sign_failed)?;
-            key.to_pkcs8_pem(LineEnding::LF).map_err(sign_failed)?
+            (
+                key.to_pkcs8_pem(LineEnding::LF).map_err(sign_failed)?,
+                key.to_public_key()
+                    .to_public_key_der()
+                    .map_err(sign_failed)?,
+            )
         }
     };
-    Ok(Secret::new(pem.to_string()))
+    Ok(NewKey {
+        pem: Secret::new(pem.to_string()),
+        public_key: SubjectPublicKeyInfoOwned::from_der(public.as_bytes()).map_err(sign_failed)?,
+    })
 }
 
 /// The SubjectPublicKeyInfo of a private key (PEM or DER; PKCS#8, PKCS#1 or SEC1).
@@ -513,11 +546,11 @@ impl PlanMinter {
 }
 
 impl Minter for PlanMinter {
-    fn new_key(&self) -> Result<Secret<String>, MintError> {
+    fn new_key(&self) -> Result<NewKey, MintError> {
         new_key(self.key_type)
     }
 
-    fn issue(&self, key: &Secret<String>, mac: Mac, serial: &str) -> Result<String, MintError> {
+    fn issue(&self, key: &NewKey, mac: Mac, serial: &str) -> Result<String, MintError> {
         let fields = Fields {
             mac,
             serial: serial.to_owned(),

@@ -107,7 +107,13 @@ fn minted_certificates_verify_against_p256_p384_and_rsa_fleet_cas() {
         let mac = Mac([0x24, 0x0a, 0xc4, 0x12, 0x34, u8::try_from(i).unwrap()]);
         let dev_key = m.new_key().unwrap();
         let dev_cert = m.issue(&dev_key, mac, "ACME-001000").unwrap();
-        check_with_openssl(dir.path(), &dev_cert, dev_key.expose(), mac, "ACME-001000");
+        check_with_openssl(
+            dir.path(),
+            &dev_cert,
+            dev_key.pem.expose(),
+            mac,
+            "ACME-001000",
+        );
     }
 }
 
@@ -119,8 +125,14 @@ fn rsa_2048_device_keys_verify_too() {
     let mac = Mac([0x84, 0xf7, 0x03, 0, 0, 1]);
     let dev_key = m.new_key().unwrap();
     let dev_cert = m.issue(&dev_key, mac, "ACME-000007").unwrap();
-    check_with_openssl(dir.path(), &dev_cert, dev_key.expose(), mac, "ACME-000007");
-    std::fs::write(dir.path().join("dev.key"), dev_key.expose()).unwrap();
+    check_with_openssl(
+        dir.path(),
+        &dev_cert,
+        dev_key.pem.expose(),
+        mac,
+        "ACME-000007",
+    );
+    std::fs::write(dir.path().join("dev.key"), dev_key.pem.expose()).unwrap();
     let text = openssl(dir.path(), &["pkey", "-in", "dev.key", "-noout", "-text"]);
     assert!(
         text.contains("Private-Key: (2048 bit"),

@@ -6,10 +6,14 @@
 //!   their boards were flashed and hand those serials and certificates out again; FULL costs one
 //!   fsync per allocation (a few milliseconds on slow disks, nothing next to a flash), and
 //!   [`IdentityStore::allocate_batch`] commits many MACs with one. See `docs/identity.md`.
-//! - **Concurrency:** every write is a `BEGIN IMMEDIATE` transaction (the write lock is taken
-//!   before anything is read, so two allocators never decide on the same snapshot) with a
-//!   60-second busy timeout; readers never block (WAL). Unique constraints on MAC, serial,
-//!   certificate fingerprint and pool entry back the rules up in the schema itself.
+//! - **Concurrency:** every write runs inside a `BEGIN IMMEDIATE` transaction (the write lock is
+//!   taken before anything is read, so two allocators never decide on the same snapshot) with a
+//!   60-second busy timeout; other connections' readers never block (WAL). Unique constraints on
+//!   MAC, serial, certificate fingerprint and pool entry back the rules up in the schema itself.
+//! - **Group commit:** threads sharing one [`SqliteStore`] (the daemon's workers) join one open
+//!   transaction, each in its own savepoint (a failing request rolls back only its own work),
+//!   and the last one in commits for all: one fsync for a burst of boards instead of one each.
+//!   No call returns before the commit that holds its work succeeded.
 //! - **Schema:** versioned with `PRAGMA user_version`; [`MIGRATIONS`] are embedded and applied
 //!   in order when the store is opened. A store with a newer version is refused.
 //! - **Permissions:** the file is created mode 0600 in a 0700 folder (when espfleet creates the
@@ -17,18 +21,20 @@
 //!   is refused.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use espfleet_compiler::identity::Mac;
 use espfleet_compiler::secret::Secret;
-use rusqlite::{Connection, OptionalExtension as _, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 
 use super::{
     Allocation, AllocationRequest, Credentials, FlashReport, FlashedImage, IdentityRecord,
     IdentityStore, Origin, PoolEntry, PoolImport, PoolStatus, State, StoreError, check_owner,
     check_private, fingerprint,
 };
+use crate::mint::NewKey;
 use crate::time::Timestamp;
 
 /// Schema migrations, in order: `MIGRATIONS[i]` takes the store from version `i` to `i + 1`.
@@ -96,7 +102,23 @@ pub fn schema_version() -> i64 {
 /// The embedded identity store.
 pub struct SqliteStore {
     path: PathBuf,
-    conn: Mutex<Connection>,
+    inner: Mutex<Inner>,
+    /// Signalled whenever a transaction ends.
+    ended: Condvar,
+    /// Writers waiting for the connection: while there are any, a finished writer leaves the
+    /// commit to them (group commit).
+    queued: AtomicUsize,
+}
+
+/// The connection and the transaction the writers of this store share.
+struct Inner {
+    conn: Connection,
+    /// A write transaction is open.
+    open: bool,
+    /// Number of the open (or last) transaction.
+    generation: u64,
+    /// Last transaction that ended, and its commit error if it failed.
+    ended: (u64, Option<String>),
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -176,13 +198,21 @@ impl SqliteStore {
         migrate(&mut conn)?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
-            conn: Mutex::new(conn),
+            inner: Mutex::new(Inner {
+                conn,
+                open: false,
+                generation: 0,
+                ended: (0, None),
+            }),
+            ended: Condvar::new(),
+            queued: AtomicUsize::new(0),
         })
     }
 
     /// `PRAGMA journal_mode` and `PRAGMA synchronous` of this connection (`wal`, 2 = FULL).
     pub fn durability(&self) -> Result<(String, i64), StoreError> {
-        let conn = self.conn();
+        let inner = self.read();
+        let conn = &inner.conn;
         let journal: String = conn
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .map_err(backend)?;
@@ -197,12 +227,85 @@ impl SqliteStore {
         &self.path
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave a transaction open (rusqlite rolls back
-        // on drop), so a poisoned lock is still a usable connection.
-        self.conn
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Every write is wrapped in a savepoint that is released or rolled back before the lock
+        // is let go, so a panic while holding it leaves at most committed-or-not work of the
+        // open transaction; the lock is still usable.
+        self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The connection for reading: waits until no write transaction is open, so a reader
+    /// never sees work that is not committed yet.
+    fn read(&self) -> MutexGuard<'_, Inner> {
+        let mut g = self.lock();
+        while g.open {
+            g = self
+                .ended
+                .wait(g)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        g
+    }
+
+    /// Runs `work` in the shared write transaction, in its own savepoint, and returns once the
+    /// transaction holding it is committed (group commit; see the module documentation).
+    fn write<T>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        let mut g = self.lock();
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+        if !g.open {
+            g.conn.execute_batch("BEGIN IMMEDIATE").map_err(backend)?;
+            g.open = true;
+            g.generation += 1;
+        }
+        let mine = g.generation;
+        let result = match g.conn.execute_batch("SAVEPOINT write") {
+            Ok(()) => {
+                let r = work(&g.conn);
+                let end = if r.is_ok() {
+                    "RELEASE write"
+                } else {
+                    "ROLLBACK TO write; RELEASE write"
+                };
+                match g.conn.execute_batch(end) {
+                    Ok(()) => r,
+                    Err(e) => Err(backend(e)),
+                }
+            }
+            Err(e) => Err(backend(e)),
+        };
+        loop {
+            if g.ended.0 >= mine {
+                break;
+            }
+            if self.queued.load(Ordering::SeqCst) == 0 {
+                // Nobody else is about to add to this transaction: commit it for everyone in it.
+                let commit = g.conn.execute_batch("COMMIT");
+                let error = commit.err().map(|e| {
+                    let _ = g.conn.execute_batch("ROLLBACK");
+                    e.to_string()
+                });
+                g.open = false;
+                g.ended = (mine, error);
+                self.ended.notify_all();
+                break;
+            }
+            g = self
+                .ended
+                .wait(g)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        match &g.ended {
+            (generation, Some(e)) if *generation == mine => Err(StoreError::Backend(format!(
+                "the transaction did not commit: {e}"
+            ))),
+            _ => result,
+        }
     }
 }
 
@@ -331,9 +434,9 @@ type NewCredentials = (String, Secret<String>, Option<String>, Option<i64>);
 
 /// Mints, or takes the first free entry of the pool (marking it assigned), inside `tx`.
 fn credentials_in(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     req: &AllocationRequest<'_>,
-    key: Option<Secret<String>>,
+    key: Option<NewKey>,
     serial: &str,
 ) -> Result<NewCredentials, StoreError> {
     Ok(match req.credentials {
@@ -343,7 +446,7 @@ fn credentials_in(
                 None => minter.new_key()?,
             };
             let cert = minter.issue(&key, req.mac, serial)?;
-            (cert, key, None, None)
+            (cert, key.pem, None, None)
         }
         Credentials::Pool(pool) => {
             let entry: Option<(i64, String, String)> = tx
@@ -372,9 +475,9 @@ fn credentials_in(
 
 /// One allocation inside an open transaction. `key` is the pre-generated key for minting.
 fn allocate_in(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     req: &AllocationRequest<'_>,
-    key: Option<Secret<String>>,
+    key: Option<NewKey>,
 ) -> Result<Allocation, StoreError> {
     if let Some((record, key_pem)) = find(tx, req.mac)? {
         if record.state == State::Revoked {
@@ -458,15 +561,12 @@ fn allocate_in(
 impl SqliteStore {
     /// Keys for the requests that will mint (MACs without an identity), made before the write
     /// transaction so that slow (RSA) key generation never holds the store's lock.
-    fn keys_for(
-        &self,
-        reqs: &[AllocationRequest<'_>],
-    ) -> Result<Vec<Option<Secret<String>>>, StoreError> {
+    fn keys_for(&self, reqs: &[AllocationRequest<'_>]) -> Result<Vec<Option<NewKey>>, StoreError> {
         let need: Vec<bool> = {
-            let conn = self.conn();
+            let inner = self.read();
             reqs.iter()
                 .map(|r| match r.credentials {
-                    Credentials::Mint(_) => exists(&conn, r.mac).map(|e| !e),
+                    Credentials::Mint(_) => exists(&inner.conn, r.mac).map(|e| !e),
                     Credentials::Pool(_) => Ok(false),
                 })
                 .collect::<Result<_, _>>()?
@@ -487,7 +587,8 @@ impl IdentityStore for SqliteStore {
     }
 
     fn schema_version(&self) -> Result<i64, StoreError> {
-        self.conn()
+        self.read()
+            .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(backend)
     }
@@ -503,24 +604,22 @@ impl IdentityStore for SqliteStore {
         reqs: &[AllocationRequest<'_>],
     ) -> Result<Vec<Allocation>, StoreError> {
         let mut keys = self.keys_for(reqs)?;
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(backend)?;
-        let mut out = Vec::with_capacity(reqs.len());
-        for (req, key) in reqs.iter().zip(keys.iter_mut()) {
-            out.push(allocate_in(&tx, req, key.take())?);
-        }
-        tx.commit().map_err(backend)?;
-        Ok(out)
+        self.write(|conn| {
+            let mut out = Vec::with_capacity(reqs.len());
+            for (req, key) in reqs.iter().zip(keys.iter_mut()) {
+                out.push(allocate_in(conn, req, key.take())?);
+            }
+            Ok(out)
+        })
     }
 
     fn identity(&self, mac: Mac) -> Result<Option<IdentityRecord>, StoreError> {
-        Ok(find(&self.conn(), mac)?.map(|(r, _)| r))
+        Ok(find(&self.read().conn, mac)?.map(|(r, _)| r))
     }
 
     fn identities(&self) -> Result<Vec<IdentityRecord>, StoreError> {
-        let conn = self.conn();
+        let inner = self.read();
+        let conn = &inner.conn;
         let mut s = conn
             .prepare(&format!(
                 "SELECT {RECORD_COLUMNS} FROM identities ORDER BY id"
@@ -529,88 +628,79 @@ impl IdentityStore for SqliteStore {
         let mut rows = s.query([]).map_err(backend)?;
         let mut out = Vec::new();
         while let Some(row) = rows.next().map_err(backend)? {
-            out.push(record_from_row(&conn, row)?);
+            out.push(record_from_row(conn, row)?);
         }
         Ok(out)
     }
 
     fn private_key(&self, mac: Mac) -> Result<Option<Secret<String>>, StoreError> {
-        Ok(find(&self.conn(), mac)?.map(|(_, k)| k))
+        Ok(find(&self.read().conn, mac)?.map(|(_, k)| k))
     }
 
     fn mark_flashed(&self, mac: Mac, report: &FlashReport) -> Result<IdentityRecord, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(backend)?;
-        let row: Option<(i64, String, String)> = tx
-            .query_row(
-                "SELECT id, state, serial FROM identities WHERE mac = ?1",
-                [mac_text(mac)],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()
-            .map_err(backend)?;
-        let Some((id, state, serial)) = row else {
-            return Err(StoreError::NotFound { mac });
-        };
-        if state == State::Revoked.as_str() {
-            return Err(StoreError::Revoked { mac, serial });
-        }
-        let now = Timestamp::now().0;
-        tx.execute(
-            "INSERT INTO flashes (identity, station, at) VALUES (?1, ?2, ?3)",
-            params![id, report.station, now],
-        )
-        .map_err(backend)?;
-        let flash = tx.last_insert_rowid();
-        for (i, img) in report.images.iter().enumerate() {
+        self.write(|tx| {
+            let row: Option<(i64, String, String)> = tx
+                .query_row(
+                    "SELECT id, state, serial FROM identities WHERE mac = ?1",
+                    [mac_text(mac)],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            let Some((id, state, serial)) = row else {
+                return Err(StoreError::NotFound { mac });
+            };
+            if state == State::Revoked.as_str() {
+                return Err(StoreError::Revoked { mac, serial });
+            }
+            let now = Timestamp::now().0;
             tx.execute(
-                "INSERT INTO flash_images (flash, position, name, offset, size, blake3) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    flash,
-                    i64::try_from(i).unwrap_or(i64::MAX),
-                    img.name,
-                    img.offset,
-                    i64::try_from(img.size).unwrap_or(i64::MAX),
-                    img.blake3
-                ],
+                "INSERT INTO flashes (identity, station, at) VALUES (?1, ?2, ?3)",
+                params![id, report.station, now],
             )
             .map_err(backend)?;
-        }
-        tx.execute(
-            "UPDATE identities SET state = 'flashed', updated_at = ?2 WHERE id = ?1",
-            params![id, now],
-        )
-        .map_err(backend)?;
-        let record = find(&tx, mac)?.map(|(r, _)| r);
-        tx.commit().map_err(backend)?;
-        record.ok_or(StoreError::NotFound { mac })
+            let flash = tx.last_insert_rowid();
+            for (i, img) in report.images.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO flash_images (flash, position, name, offset, size, blake3) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        flash,
+                        i64::try_from(i).unwrap_or(i64::MAX),
+                        img.name,
+                        img.offset,
+                        i64::try_from(img.size).unwrap_or(i64::MAX),
+                        img.blake3
+                    ],
+                )
+                .map_err(backend)?;
+            }
+            tx.execute(
+                "UPDATE identities SET state = 'flashed', updated_at = ?2 WHERE id = ?1",
+                params![id, now],
+            )
+            .map_err(backend)?;
+            let record = find(tx, mac)?.map(|(r, _)| r);
+            record.ok_or(StoreError::NotFound { mac })
+        })
     }
 
     fn revoke(&self, mac: Mac, reason: &str) -> Result<IdentityRecord, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(backend)?;
-        let now = Timestamp::now().0;
-        tx.execute(
-            "UPDATE identities SET state = 'revoked', revoked_at = ?2, revoke_reason = ?3, \
+        self.write(|tx| {
+            let now = Timestamp::now().0;
+            tx.execute(
+                "UPDATE identities SET state = 'revoked', revoked_at = ?2, revoke_reason = ?3, \
              updated_at = ?2 WHERE mac = ?1 AND state != 'revoked'",
-            params![mac_text(mac), now, reason],
-        )
-        .map_err(backend)?;
-        let record = find(&tx, mac)?.map(|(r, _)| r);
-        tx.commit().map_err(backend)?;
-        record.ok_or(StoreError::NotFound { mac })
+                params![mac_text(mac), now, reason],
+            )
+            .map_err(backend)?;
+            let record = find(tx, mac)?.map(|(r, _)| r);
+            record.ok_or(StoreError::NotFound { mac })
+        })
     }
 
     fn import_pool(&self, pool: &str, entries: &[PoolEntry]) -> Result<PoolImport, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(backend)?;
+        self.write(|tx| {
         let now = Timestamp::now().0;
         let mut out = PoolImport::default();
         {
@@ -638,13 +728,14 @@ impl IdentityStore for SqliteStore {
                 }
             }
         }
-        tx.commit().map_err(backend)?;
         Ok(out)
+        })
     }
 
     fn pool_status(&self, pool: &str) -> Result<PoolStatus, StoreError> {
         let (total, assigned): (i64, i64) = self
-            .conn()
+            .read()
+            .conn
             .query_row(
                 "SELECT count(*), count(assigned_mac) FROM pool_entries WHERE pool = ?1",
                 [pool],

@@ -136,7 +136,7 @@ pub struct PoolNode {
     /// that share a store and a pool use the same name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<Spanned<String>>,
-    /// Warn (in `espfleet status`) when fewer unassigned pairs remain.
+    /// Warn when fewer unassigned pairs remain.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warn_below: Option<Spanned<u32>>,
 }

@@ -258,6 +258,14 @@ impl SqliteStore {
         self.queued.fetch_add(1, Ordering::SeqCst);
         let mut g = self.lock();
         self.queued.fetch_sub(1, Ordering::SeqCst);
+        if g.open && g.conn.is_autocommit() {
+            // SQLite ended the open transaction itself (it rolls back on I/O errors and a full
+            // disk): its generation failed; start a new one.
+            let dead = g.generation;
+            g.open = false;
+            g.ended = (dead, Some("SQLite rolled the transaction back".to_owned()));
+            self.ended.notify_all();
+        }
         if !g.open {
             g.conn.execute_batch("BEGIN IMMEDIATE").map_err(backend)?;
             g.open = true;
@@ -272,13 +280,25 @@ impl SqliteStore {
                 } else {
                     "ROLLBACK TO write; RELEASE write"
                 };
-                match g.conn.execute_batch(end) {
-                    Ok(()) => r,
-                    Err(e) => Err(backend(e)),
+                match (g.conn.execute_batch(end), r) {
+                    (Ok(()), r) => r,
+                    // The work's own error says more than the failed rollback after it.
+                    (Err(_), Err(e)) => Err(e),
+                    (Err(e), Ok(_)) => Err(backend(e)),
                 }
             }
             Err(e) => Err(backend(e)),
         };
+        if g.conn.is_autocommit() {
+            // The transaction is gone (see above): nothing of this generation will commit.
+            g.open = false;
+            let why = result.as_ref().err().map_or_else(
+                || "SQLite rolled the transaction back".to_owned(),
+                ToString::to_string,
+            );
+            g.ended = (mine, Some(why));
+            self.ended.notify_all();
+        }
         loop {
             if g.ended.0 >= mine {
                 break;
@@ -300,11 +320,13 @@ impl SqliteStore {
                 .wait(g)
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
-        match &g.ended {
-            (generation, Some(e)) if *generation == mine => Err(StoreError::Backend(format!(
-                "the transaction did not commit: {e}"
-            ))),
-            _ => result,
+        match (&g.ended, result) {
+            // This request failed on its own: its error (its work was rolled back either way).
+            (_, Err(e)) => Err(e),
+            (&(generation, Some(ref e)), Ok(_)) if generation == mine => Err(StoreError::Backend(
+                format!("the transaction did not commit: {e}"),
+            )),
+            (_, ok) => ok,
         }
     }
 }
@@ -748,5 +770,54 @@ impl IdentityStore for SqliteStore {
             assigned,
             remaining: total - assigned,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance::{mac, pool_entries, test_minter};
+    use crate::store::AllocationRequest;
+
+    /// A write that fails because the disk is full (SQLite may roll back the whole transaction
+    /// then) reports that error, and the store goes on working once there is room again.
+    #[test]
+    fn a_full_disk_fails_the_write_and_the_store_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.sqlite")).unwrap();
+        let pages: i64 = store
+            .read()
+            .conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        store
+            .lock()
+            .conn
+            .pragma_update(None, "max_page_count", pages)
+            .unwrap();
+        let err = store.import_pool("p", &pool_entries(40)).unwrap_err();
+        assert!(err.to_string().contains("full"), "{err}");
+        {
+            let g = store.lock();
+            assert!(!g.open, "no transaction is left open after the failure");
+            assert!(g.conn.is_autocommit());
+        }
+        store
+            .lock()
+            .conn
+            .pragma_update(None, "max_page_count", 1_073_741_823)
+            .unwrap();
+        let t = espfleet_compiler::identity::SerialTemplate::parse("F-{n}", 1).unwrap();
+        let a = store
+            .allocate(&AllocationRequest {
+                mac: mac(1),
+                manifest: "m",
+                station: "s",
+                serial: &t,
+                credentials: Credentials::Mint(test_minter()),
+            })
+            .unwrap();
+        assert_eq!(a.record.serial, "F-1");
+        assert_eq!(store.pool_status("p").unwrap().total, 0);
     }
 }

@@ -469,9 +469,11 @@ pub fn new_key(key_type: KeyType) -> Result<NewKey, MintError> {
                     break k;
                 }
             };
+            // The public key once (a scalar multiplication), for both encodings.
+            let public = key.public_key();
             (
-                key.to_pkcs8_pem(LineEnding::LF).map_err(sign_failed)?,
-                key.public_key().to_public_key_der().map_err(sign_failed)?,
+                p256_pkcs8_pem(&key, &public)?,
+                public.to_public_key_der().map_err(sign_failed)?,
             )
         }
         KeyType::Rsa2048 => {
@@ -485,9 +487,42 @@ pub fn new_key(key_type: KeyType) -> Result<NewKey, MintError> {
         }
     };
     Ok(NewKey {
-        pem: Secret::new(pem.to_string()),
+        pem: Secret::new(pem.as_str().to_owned()),
         public_key: SubjectPublicKeyInfoOwned::from_der(public.as_bytes()).map_err(sign_failed)?,
     })
+}
+
+/// PKCS#8 PEM of a P-256 key whose public half is already known: the encoding
+/// `p256::SecretKey::to_pkcs8_pem` makes (RFC 5915 `ECPrivateKey` with the public key, no
+/// parameters, inside RFC 5208 `PrivateKeyInfo` with the curve as algorithm parameter), without
+/// deriving the public key a second time.
+fn p256_pkcs8_pem(
+    key: &p256::SecretKey,
+    public: &p256::PublicKey,
+) -> Result<zeroize::Zeroizing<String>, MintError> {
+    use p256::elliptic_curve::sec1::ToEncodedPoint as _;
+    let scalar = zeroize::Zeroizing::new(key.to_bytes());
+    let point = public.to_encoded_point(false);
+    let ec = sec1::EcPrivateKey {
+        private_key: scalar.as_slice(),
+        parameters: None,
+        public_key: Some(point.as_bytes()),
+    };
+    let ec_der = zeroize::Zeroizing::new(ec.to_der().map_err(sign_failed)?);
+    let curve = const_oid::db::rfc5912::SECP_256_R_1;
+    let info = pkcs8::PrivateKeyInfo {
+        algorithm: pkcs8::AlgorithmIdentifierRef {
+            oid: const_oid::db::rfc5912::ID_EC_PUBLIC_KEY,
+            parameters: Some((&curve).into()),
+        },
+        private_key: &ec_der,
+        public_key: None,
+    };
+    let der = zeroize::Zeroizing::new(info.to_der().map_err(sign_failed)?);
+    Ok(zeroize::Zeroizing::new(pem::encode_config(
+        &pem::Pem::new("PRIVATE KEY", der.to_vec()),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )))
 }
 
 /// The SubjectPublicKeyInfo of a private key (PEM or DER; PKCS#8, PKCS#1 or SEC1).
@@ -562,5 +597,21 @@ impl Minter for PlanMinter {
             self.validity_days,
             self.key_type == KeyType::Rsa2048,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pkcs8::EncodePrivateKey as _;
+
+    #[test]
+    fn our_p256_pkcs8_is_the_p256_crates_encoding() {
+        for _ in 0..8 {
+            let key = super::new_key(super::KeyType::P256).unwrap();
+            let sk = <p256::SecretKey as pkcs8::DecodePrivateKey>::from_pkcs8_pem(key.pem.expose())
+                .unwrap();
+            let theirs = sk.to_pkcs8_pem(pkcs8::LineEnding::LF).unwrap();
+            assert_eq!(key.pem.expose().as_str(), theirs.as_str());
+        }
     }
 }

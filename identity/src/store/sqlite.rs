@@ -102,6 +102,9 @@ pub fn schema_version() -> i64 {
 /// The embedded identity store.
 pub struct SqliteStore {
     path: PathBuf,
+    /// The connection for reads.
+    reader: Mutex<Connection>,
+    /// The connection for writes, and the transaction its writers share.
     inner: Mutex<Inner>,
     /// Signalled whenever a transaction ends.
     ended: Condvar,
@@ -196,8 +199,18 @@ impl SqliteStore {
         conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
             .map_err(backend)?;
         migrate(&mut conn)?;
+        // Reads go through a second connection: in WAL mode it sees committed data only and
+        // never waits for the writers (or their fsync).
+        let reader = Connection::open(path).map_err(|e| unavailable(path, e))?;
+        reader
+            .busy_timeout(Duration::from_secs(60))
+            .map_err(backend)?;
+        reader
+            .execute_batch("PRAGMA query_only=1;")
+            .map_err(backend)?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
+            reader: Mutex::new(reader),
             inner: Mutex::new(Inner {
                 conn,
                 open: false,
@@ -211,7 +224,7 @@ impl SqliteStore {
 
     /// `PRAGMA journal_mode` and `PRAGMA synchronous` of this connection (`wal`, 2 = FULL).
     pub fn durability(&self) -> Result<(String, i64), StoreError> {
-        let inner = self.read();
+        let inner = self.lock();
         let conn = &inner.conn;
         let journal: String = conn
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
@@ -236,17 +249,11 @@ impl SqliteStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The connection for reading: waits until no write transaction is open, so a reader
-    /// never sees work that is not committed yet.
-    fn read(&self) -> MutexGuard<'_, Inner> {
-        let mut g = self.lock();
-        while g.open {
-            g = self
-                .ended
-                .wait(g)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-        g
+    /// The connection for reading (committed data only).
+    fn read(&self) -> MutexGuard<'_, Connection> {
+        self.reader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Runs `work` in the shared write transaction, in its own savepoint, and returns once the
@@ -585,10 +592,10 @@ impl SqliteStore {
     /// transaction so that slow (RSA) key generation never holds the store's lock.
     fn keys_for(&self, reqs: &[AllocationRequest<'_>]) -> Result<Vec<Option<NewKey>>, StoreError> {
         let need: Vec<bool> = {
-            let inner = self.read();
+            let reader = self.read();
             reqs.iter()
                 .map(|r| match r.credentials {
-                    Credentials::Mint(_) => exists(&inner.conn, r.mac).map(|e| !e),
+                    Credentials::Mint(_) => exists(&reader, r.mac).map(|e| !e),
                     Credentials::Pool(_) => Ok(false),
                 })
                 .collect::<Result<_, _>>()?
@@ -610,7 +617,6 @@ impl IdentityStore for SqliteStore {
 
     fn schema_version(&self) -> Result<i64, StoreError> {
         self.read()
-            .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(backend)
     }
@@ -636,12 +642,12 @@ impl IdentityStore for SqliteStore {
     }
 
     fn identity(&self, mac: Mac) -> Result<Option<IdentityRecord>, StoreError> {
-        Ok(find(&self.read().conn, mac)?.map(|(r, _)| r))
+        Ok(find(&self.read(), mac)?.map(|(r, _)| r))
     }
 
     fn identities(&self) -> Result<Vec<IdentityRecord>, StoreError> {
-        let inner = self.read();
-        let conn = &inner.conn;
+        let reader = self.read();
+        let conn = &*reader;
         let mut s = conn
             .prepare(&format!(
                 "SELECT {RECORD_COLUMNS} FROM identities ORDER BY id"
@@ -656,7 +662,7 @@ impl IdentityStore for SqliteStore {
     }
 
     fn private_key(&self, mac: Mac) -> Result<Option<Secret<String>>, StoreError> {
-        Ok(find(&self.read().conn, mac)?.map(|(_, k)| k))
+        Ok(find(&self.read(), mac)?.map(|(_, k)| k))
     }
 
     fn mark_flashed(&self, mac: Mac, report: &FlashReport) -> Result<IdentityRecord, StoreError> {
@@ -757,7 +763,6 @@ impl IdentityStore for SqliteStore {
     fn pool_status(&self, pool: &str) -> Result<PoolStatus, StoreError> {
         let (total, assigned): (i64, i64) = self
             .read()
-            .conn
             .query_row(
                 "SELECT count(*), count(assigned_mac) FROM pool_entries WHERE pool = ?1",
                 [pool],
@@ -786,7 +791,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("s.sqlite")).unwrap();
         let pages: i64 = store
-            .read()
+            .lock()
             .conn
             .query_row("PRAGMA page_count", [], |r| r.get(0))
             .unwrap();

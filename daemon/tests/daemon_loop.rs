@@ -137,6 +137,7 @@ impl Bench {
                 max_backoff: Duration::from_millis(200),
             },
             debounce: Duration::from_millis(50),
+            http: None,
         };
         let connector: Arc<dyn BoardConnector> = Arc::new(SerialConnector::new(921_600));
         let daemon = Daemon::new(config, connector, Arc::new(JsonLoader)).unwrap();

@@ -31,9 +31,10 @@ pub struct StatusArgs {
 pub fn run(args: StatusArgs, _global: &GlobalOpts) -> miette::Result<ExitCode> {
     let snap = status::query(&args.socket)?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&snap).map_err(|e| miette::miette!("{e}"))?
+        // The same bytes the bench page's `GET /api/status` serves.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stdout().lock(),
+            status::to_json(&snap).as_bytes(),
         );
         return Ok(ExitCode::SUCCESS);
     }

@@ -191,6 +191,7 @@ impl ManifestStore {
                 name: e.good.as_ref().map(|m| m.name.clone()),
                 error: e.error.clone(),
                 in_force: e.good.is_some(),
+                pool: None,
             })
             .collect()
     }

@@ -26,6 +26,10 @@ use espfleet::daemon::status;
 use espfleet_compiler::target::Chip;
 use espfleet_sim::{Pacing, SimConfig, SimHandle, Simulator, Trigger};
 
+// The bench page in a real headless Chromium (uses the helpers below).
+#[path = "daemon_umockdev/bench_page.rs"]
+mod bench_page;
+
 #[link(name = "umockdev")]
 unsafe extern "C" {
     fn umockdev_testbed_new() -> *mut c_void;
@@ -226,6 +230,8 @@ struct Bench {
     dir: tempfile::TempDir,
     daemon: Option<Child>,
     next_tty: u32,
+    /// More `espfleetd` arguments (`--http ...`).
+    extra_args: Vec<String>,
 }
 
 fn repo_root() -> PathBuf {
@@ -273,6 +279,7 @@ impl Bench {
             dir,
             daemon: None,
             next_tty: 0,
+            extra_args: Vec::new(),
         }
     }
 
@@ -314,6 +321,7 @@ impl Bench {
                 "--debounce-ms",
                 "100",
             ])
+            .args(&self.extra_args)
             .env("NOTIFY_SOCKET", &notify_path)
             .env("WATCHDOG_USEC", "2000000")
             .env("ESPFLEET_LOG", "info,espflash=error")

@@ -593,6 +593,11 @@ impl Daemon {
                 if let Some(e) = entry {
                     e.progress = p;
                     e.timing.progress(p.done);
+                    // Every byte is sent (or found in place): what is left is the flasher
+                    // reading back each part's MD5.
+                    if e.state == "flashing" && p.total > 0 && p.done >= p.total {
+                        e.state = "verifying";
+                    }
                 }
             }
             WorkerEvent::AttemptFinished {
@@ -609,7 +614,10 @@ impl Daemon {
                 }
                 if let Some(e) = self.ports.get_mut(&syspath).filter(|e| e.job == Some(id)) {
                     e.job = None;
-                    if matches!(e.state, "connecting" | "flashing" | "retrying") {
+                    if matches!(
+                        e.state,
+                        "connecting" | "flashing" | "verifying" | "retrying"
+                    ) {
                         e.state = "idle";
                     }
                     e.timing.end();

@@ -900,4 +900,166 @@ mod tests {
         assert_eq!(query_param("slot=%ff", "slot"), None, "not UTF-8");
         assert_eq!(query_param("a=1", "slot"), None);
     }
+
+    /// A site for the server tests: `/stream` streams, anything else echoes its path; `news`
+    /// goes to every stream on the next tick.
+    struct Echo {
+        news: Arc<std::sync::Mutex<Vec<u8>>>,
+    }
+
+    impl Site for Echo {
+        fn handle(&mut self, request: &Request<'_>) -> Reply {
+            if request.path == "/stream" {
+                Reply::Stream
+            } else {
+                Reply::Full(Response::ok("text/plain", request.path.as_bytes().to_vec()))
+            }
+        }
+        fn stream_start(&mut self) -> Vec<u8> {
+            b"event: hello\ndata: 1\n\n".to_vec()
+        }
+        fn tick(&mut self) -> Vec<u8> {
+            std::mem::take(&mut *self.news.lock().unwrap())
+        }
+    }
+
+    fn serve(limits: Limits) -> (HttpHandle, Arc<std::sync::Mutex<Vec<u8>>>) {
+        let news = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let site = Echo { news: news.clone() };
+        let addr = "127.0.0.1:0".parse().unwrap();
+        let h = start(addr, vec![], limits, site, |e| panic!("server died: {e}")).unwrap();
+        (h, news)
+    }
+
+    fn connect(h: &HttpHandle) -> std::net::TcpStream {
+        let s = std::net::TcpStream::connect(h.local_addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    }
+
+    /// Sends `raw` and reads until the server closes.
+    fn exchange(h: &HttpHandle, raw: &[u8]) -> String {
+        let mut s = connect(h);
+        s.write_all(raw).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    fn status_of(answer: &str) -> u16 {
+        answer
+            .get(9..12)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("not a response: {answer:?}"))
+    }
+
+    #[test]
+    fn serves_get_and_head_and_refuses_foreign_hosts_bodies_and_huge_heads() {
+        let (h, _) = serve(Limits::default());
+        let a = exchange(&h, b"GET /x?y=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        assert_eq!(status_of(&a), 200);
+        assert!(a.ends_with("\r\n\r\n/x"), "{a}");
+        let a = exchange(&h, b"HEAD /x HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        assert!(
+            a.contains("Content-Length: 2\r\n") && a.ends_with("\r\n\r\n"),
+            "{a}"
+        );
+        let a = exchange(&h, b"GET / HTTP/1.1\r\nHost: attacker.example\r\n\r\n");
+        assert_eq!(status_of(&a), 403);
+        let a = exchange(
+            &h,
+            b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\n\r\nabc",
+        );
+        assert_eq!(status_of(&a), 405);
+        let huge = format!(
+            "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX: {}\r\n\r\n",
+            "a".repeat(20_000)
+        );
+        assert_eq!(status_of(&exchange(&h, huge.as_bytes())), 431);
+    }
+
+    #[test]
+    fn a_client_that_never_finishes_its_request_is_cut_off_and_its_slot_freed() {
+        let limits = Limits {
+            max_connections: 2,
+            request_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let (h, _) = serve(limits);
+        let start = Instant::now();
+        let mut slow = connect(&h);
+        slow.write_all(b"GET / HTTP/1.1\r\nHost: 127").unwrap();
+        let mut idle = connect(&h);
+        // Both slots are taken: a third connection is told so and closed.
+        let third = exchange(&h, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        assert_eq!(status_of(&third), 503);
+        let mut out = String::new();
+        let _ = slow.read_to_string(&mut out);
+        assert_eq!(status_of(&out), 408);
+        let _ = idle.read_to_string(&mut out);
+        let waited = start.elapsed();
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+        // The slots are free again.
+        let a = exchange(&h, b"GET /again HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        assert_eq!(status_of(&a), 200, "{a}");
+    }
+
+    #[test]
+    fn event_streams_are_limited_in_number_and_in_how_far_they_may_fall_behind() {
+        let limits = Limits {
+            max_streams: 1,
+            max_stream_backlog: 256 * 1024,
+            tick: Duration::from_millis(20),
+            ..Limits::default()
+        };
+        let (h, news) = serve(limits);
+        let mut first = connect(&h);
+        first
+            .write_all(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        let mut got = String::new();
+        while !got.contains("event: hello") {
+            let n = first.read(&mut buf).unwrap();
+            assert!(n > 0, "stream closed early: {got}");
+            got.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        assert!(
+            got.starts_with("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream"),
+            "{got}"
+        );
+        assert!(got.contains("retry: 2000\n\n"));
+        let second = exchange(&h, b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        assert_eq!(status_of(&second), 503, "{second}");
+        assert!(second.contains("Retry-After: 5\r\n"));
+
+        // `first` stops reading; news keeps coming until the server gives up on it.
+        let chunk = format!("event: x\ndata: {}\n\n", "z".repeat(200 * 1024));
+        let end = Instant::now() + Duration::from_secs(30);
+        let mut total = 0usize;
+        let dropped = loop {
+            assert!(Instant::now() < end, "never dropped after {total} bytes");
+            news.lock().unwrap().extend_from_slice(chunk.as_bytes());
+            total += chunk.len();
+            std::thread::sleep(Duration::from_millis(25));
+            // Once dropped, the stream slot is free again.
+            let mut probe = connect(&h);
+            probe
+                .write_all(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                .unwrap();
+            let mut head = [0u8; 12];
+            probe.read_exact(&mut head).unwrap();
+            if status_of(&String::from_utf8_lossy(&head)) == 200 {
+                break true;
+            }
+        };
+        assert!(dropped);
+        // What the first client still reads ends: the server closed it.
+        first
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut rest = Vec::new();
+        let r = first.read_to_end(&mut rest);
+        assert!(r.is_ok() || r.is_err_and(|e| e.kind() == ErrorKind::ConnectionReset));
+    }
 }

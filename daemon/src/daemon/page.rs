@@ -759,4 +759,112 @@ mod tests {
         assert!(got.len() > n / 3);
         assert_eq!(got.last().unwrap().mac.as_deref(), Some("zz"));
     }
+
+    /// A manifest whose images hold a private key: nothing the page serves may show any of it.
+    #[test]
+    fn no_route_and_no_event_carries_key_material() {
+        use espfleet_compiler::image::{FlashImage, Segment};
+        use espfleet_compiler::partition_table::{Flags, Partition, PartitionTable};
+        use espfleet_compiler::target::{Chip, FlashFreq, FlashMode, FlashSettings, FlashSize};
+
+        let key_file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../manifests/examples/esp-at-data/master/client_key/client_key_00.key");
+        let key = std::fs::read_to_string(&key_file).unwrap();
+        assert!(key.contains("PRIVATE KEY"));
+        let table = PartitionTable::new(vec![Partition {
+            name: "mfg_nvs".into(),
+            ty: 1,
+            subtype: 2,
+            offset: 0x21000,
+            size: 0x1c000,
+            flags: Flags::default(),
+        }]);
+        let image = FlashImage {
+            chip: Chip::Esp32,
+            flash: FlashSettings {
+                mode: FlashMode::Dio,
+                freq: FlashFreq::F40m,
+                size: FlashSize::from_bytes(4 << 20).unwrap(),
+            },
+            segments: vec![
+                Segment {
+                    name: "partition-table".into(),
+                    offset: 0x8000,
+                    data: table.to_bytes(false).unwrap().into(),
+                },
+                Segment {
+                    name: "mfg_nvs".into(),
+                    offset: 0x21000,
+                    data: key.as_bytes().to_vec().into(),
+                },
+            ],
+        };
+        let manifest = Arc::new(LoadedManifest {
+            file: "bench.kdl".into(),
+            name: "bench".into(),
+            chip: Chip::Esp32,
+            rules: Vec::new(),
+            image: Arc::new(image),
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let journal_path = dir.path().join("journal.jsonl");
+        Journal::open(&journal_path)
+            .unwrap()
+            .append(&record("2026-11-21T10:00:00.000Z", "aa", Outcome::Flashed))
+            .unwrap();
+        let sources = PageSources {
+            status: status::Shared::default(),
+            maps: FlashMaps::default(),
+            journal: journal_path,
+        };
+        sources.maps.update(std::iter::once(&manifest));
+        let mut page = Page::new(sources);
+        let mut served = String::new();
+        for path in [
+            "/",
+            "/page.js",
+            "/page.css",
+            "/api/status",
+            "/api/counters",
+            "/api/history",
+            "/api/flash-maps",
+            "/api/flash-map/bench.kdl.svg",
+        ] {
+            let req = Request {
+                head: false,
+                path,
+                query: "",
+            };
+            let Reply::Full(resp) = page.handle(&req) else {
+                panic!("{path} streams");
+            };
+            assert_eq!(resp.status, 200, "{path}");
+            served.push_str(&String::from_utf8(resp.body).unwrap());
+        }
+        served.push_str(&String::from_utf8(page.stream_start()).unwrap());
+        served.push_str(&String::from_utf8(page.tick()).unwrap());
+        assert!(served.contains("mfg_nvs"), "the map names the partition");
+        assert!(!served.contains("PRIVATE KEY"));
+        for line in key
+            .lines()
+            .filter(|l| l.len() > 16 && !l.starts_with("-----"))
+        {
+            assert!(!served.contains(line), "key line served: {line}");
+        }
+        // Files are found by name among the maps, never on disk.
+        for path in [
+            "/api/flash-map/..%2F..%2Fetc%2Fpasswd.svg",
+            "/etc/passwd",
+            "/api/flash-map/.svg",
+        ] {
+            let Reply::Full(resp) = page.handle(&Request {
+                head: false,
+                path,
+                query: "",
+            }) else {
+                panic!();
+            };
+            assert_eq!(resp.status, 404, "{path}");
+        }
+    }
 }

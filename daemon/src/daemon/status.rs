@@ -62,8 +62,9 @@ pub struct PortStatus {
     pub port: String,
     /// Bench slot (USB path).
     pub slot: String,
-    /// What is happening: `connecting`, `flashing`, `retrying`, `flashed`, `verified`,
-    /// `failed`, `left-alone`, `present` (there at start, not flashed).
+    /// What is happening: `connecting`, `flashing`, `verifying` (every byte sent, reading
+    /// back MD5s), `retrying`, `flashed`, `verified`, `failed`, `left-alone`, `present`
+    /// (there at start, not flashed), `idle`.
     pub state: String,
     /// Manifest file in use or used.
     #[serde(default, skip_serializing_if = "Option::is_none")]

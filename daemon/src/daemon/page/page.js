@@ -10,7 +10,8 @@
     connecting: 'identifying',
     identifying: 'identifying',
     flashing: 'flashing',
-    retrying: 'flashing',
+    // An attempt failed; after the backoff the worker connects again: identifying.
+    retrying: 'identifying',
     verifying: 'verifying',
     flashed: 'done',
     verified: 'done',
@@ -135,7 +136,7 @@
       t.dataset.done = String(p.done);
       t.dataset.total = String(p.total);
       let label = phase;
-      if (p.state === 'retrying') label = 'retrying';
+      if (p.state === 'retrying') label = 'retrying · attempt ' + p.attempt;
       else if (p.state === 'verified') label = 'done · up to date';
       else if (phase === 'flashing' && p.attempt > 1) label = 'flashing · attempt ' + p.attempt;
       parts.badge.textContent = label;
@@ -266,7 +267,9 @@
       const meta = el('div', 'meta');
       const st = byFile.get(m.file);
       const map = m.map;
-      meta.append((map.chip || 'unknown chip') + ', ' + bytes(map.flash_size) + ' flash, ' +
+      // Flash chips are sold in binary megabytes.
+      const flash = map.flash_size % 1048576 === 0 ? map.flash_size / 1048576 + ' MB' : bytes(map.flash_size);
+      meta.append((map.chip || 'unknown chip') + ', ' + flash + ' flash, ' +
         map.regions.length + ' regions, ' + map.parts.length + ' parts written');
       if (st && st.error) {
         meta.append(' · ', el('span', 'broken', 'the file no longer builds; this version stays in force'));

@@ -1,0 +1,396 @@
+//! The bench page, end to end: the real `espfleetd --http` on a umockdev bench of simulated
+//! boards, and a real headless Chromium (Debian's `chromium` + `chromium-driver`) reading the
+//! page through its DOM, as an operator's browser would.
+//!
+//! `bench_page_in_headless_chromium` (in the test command) checks that a slot goes plugged →
+//! flashing with rising progress → done, that a failing board shows its error, that
+//! `/api/status` is byte for byte `espfleet status --json`, and that no private-key text is on
+//! the page or behind any of its URLs; it saves screenshots of eight boards in different
+//! states and of a flash map under `target/artifacts/`. `bench_page_16_boards` is the
+//! benchmark behind tests/bench/page.sh.
+
+mod webdriver;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use espfleet::daemon::status;
+use espfleet_compiler::target::{Chip, FlashSize};
+use espfleet_sim::{Pacing, SimEvent, Stall, Trigger};
+use serde_json::{Value, json};
+
+use super::{
+    Bench, assert_holds, ensure_mock_env, expected_image, manifest, repo_root, usb_serial_desc,
+    write_atomically,
+};
+use webdriver::{Driver, Session, save_artifact};
+
+/// The example client certificate and key of ESP-AT (manifests/examples/esp-at-data), so the
+/// images flashed hold a private key the page must never show.
+fn with_key(extra: &str) -> String {
+    let data = repo_root().join("manifests/examples/esp-at-data/master");
+    format!(
+        "{extra}\ncertificates {{\n    client-cert \"{}\"\n    client-key \"{}\"\n}}",
+        data.join("client_cert/client_cert_00.crt").display(),
+        data.join("client_key/client_key_00.key").display()
+    )
+}
+
+/// The lines of the example key that are key material (not the PEM armour).
+fn key_lines() -> Vec<String> {
+    let key = std::fs::read_to_string(
+        repo_root().join("manifests/examples/esp-at-data/master/client_key/client_key_00.key"),
+    )
+    .unwrap();
+    key.lines()
+        .filter(|l| !l.starts_with("-----") && l.len() >= 16)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Starts the daemon with the page on a free loopback port; returns the page's URL.
+fn start_with_page(bench: &mut Bench) -> (std::os::unix::net::UnixDatagram, String) {
+    bench.extra_args = vec!["--http".into(), "127.0.0.1:0".into()];
+    let notify = bench.start_daemon();
+    let log = bench.log();
+    let url = log
+        .lines()
+        .find_map(|l| l.split("bench page on ").nth(1))
+        .unwrap_or_else(|| panic!("no bench page address in the log:\n{log}"))
+        .trim()
+        .to_owned();
+    (notify, url)
+}
+
+/// What a slot's tile shows, as a JavaScript function of the slot name.
+const TILE_FN: &str = r"(slot) => {
+  const t = document.querySelector('.tile[data-slot=' + JSON.stringify(slot) + ']');
+  if (!t) return null;
+  return {
+    phase: t.dataset.phase, state: t.dataset.state,
+    done: Number(t.dataset.done), total: Number(t.dataset.total),
+    badge: t.querySelector('.badge').textContent,
+    detail: t.querySelector('.detail').textContent,
+    code: (t.querySelector('.detail .code') || {}).textContent || '',
+    text: t.innerText,
+  };
+}";
+
+fn tile(s: &Session, slot: &str) -> Value {
+    s.eval(
+        &format!("return ({TILE_FN})(arguments[0]);"),
+        &[json!(slot)],
+    )
+}
+
+fn wait_tile(s: &Session, slot: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let end = Instant::now() + Duration::from_secs(120);
+    loop {
+        let t = tile(s, slot);
+        if !t.is_null() && ok(&t) {
+            return t;
+        }
+        assert!(
+            Instant::now() < end,
+            "slot {slot}: timed out waiting until {what}; tile: {t:#}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Everything the page shows and every URL it uses, as text: the DOM, the assets, the JSON
+/// API and each flash map.
+const EVERYTHING: &str = r"
+(async () => {
+  const urls = ['/', '/page.js', '/page.css', '/api/status', '/api/counters',
+                '/api/history?limit=500', '/api/flash-maps'];
+  const maps = await (await fetch('/api/flash-maps')).json();
+  for (const m of maps) urls.push(m.svg_url);
+  let out = document.documentElement.outerHTML + '\n' + document.body.innerText + '\n';
+  for (const u of urls) out += '\n=== ' + u + '\n' + await (await fetch(u)).text();
+  done({ text: out, maps: maps.length, urls: urls.length });
+})().catch((e) => done({ error: String(e) }));";
+
+#[test]
+#[allow(clippy::too_many_lines)] // one scenario, told in order
+fn bench_page_in_headless_chromium() {
+    if !ensure_mock_env("bench_page::bench_page_in_headless_chromium") {
+        return;
+    }
+    let mut bench = Bench::new();
+    let m = bench.manifests();
+    write_atomically(
+        &m.join("bench-c3.kdl"),
+        &manifest(
+            "bench-c3",
+            Chip::Esp32c3,
+            &with_key("match vid=0x10c4 pid=0xea60"),
+        ),
+    );
+    write_atomically(
+        &m.join("bench-esp32.kdl"),
+        &manifest(
+            "bench-esp32",
+            Chip::Esp32,
+            &with_key("match vid=0x10c4 pid=0xea60"),
+        ),
+    );
+    // Plugged before the daemon starts: listed, left as is ("waiting").
+    let b8 = bench.plug(8, Chip::Esp32c3, |_| {});
+    let (_notify, url) = start_with_page(&mut bench);
+
+    let driver = Driver::start();
+    let s = driver.session(1440, 1180);
+    s.open(&url);
+    s.wait_for(
+        "the page is live and shows the board present at start",
+        Duration::from_secs(60),
+        "return document.getElementById('conn').dataset.live === 'true' \
+         && document.querySelector('.tile[data-slot=\"1-1.8\"]') !== null",
+    );
+    assert_eq!(tile(&s, "1-1.8")["phase"], "waiting");
+
+    // --- Plugged → flashing, progress rising → done, all seen through the DOM.
+    // Counts the board's MD5 commands, so a later board can be stalled in its last one.
+    let md5s = Arc::new(AtomicU64::new(0));
+    let counter = md5s.clone();
+    let b1 = bench.plug(1, Chip::Esp32c3, |c| {
+        c.pacing = Pacing::REALISTIC;
+        c.on_event = Some(Arc::new(move |ev: &SimEvent| {
+            if matches!(ev, SimEvent::Command { op: 0x13, .. }) {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    });
+    let mut seen: Vec<(String, u64, u64)> = Vec::new();
+    let end = Instant::now() + Duration::from_secs(120);
+    loop {
+        let t = tile(&s, "1-1.1");
+        if !t.is_null() {
+            let obs = (
+                t["phase"].as_str().unwrap().to_owned(),
+                t["done"].as_u64().unwrap(),
+                t["total"].as_u64().unwrap(),
+            );
+            if seen.last() != Some(&obs) {
+                seen.push(obs);
+            }
+            if t["phase"] == "done" {
+                break;
+            }
+        }
+        assert!(Instant::now() < end, "slot 1-1.1 never done: {seen:?}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let flashing: Vec<&(String, u64, u64)> = seen.iter().filter(|o| o.0 == "flashing").collect();
+    let partial: Vec<u64> = flashing
+        .iter()
+        .filter(|o| o.1 > 0 && o.1 < o.2)
+        .map(|o| o.1)
+        .collect();
+    assert!(
+        partial.len() >= 3 && partial.windows(2).all(|w| w[0] < w[1]),
+        "progress must rise through several values while flashing: {seen:?}"
+    );
+    assert!(
+        matches!(seen[0].0.as_str(), "identifying" | "flashing"),
+        "{seen:?}"
+    );
+    let verifying = seen.iter().position(|o| o.0 == "verifying");
+    if let Some(v) = verifying {
+        assert!(
+            seen[v].1 == seen[v].2,
+            "verifying comes once every byte is sent: {seen:?}"
+        );
+    }
+    let last = seen.last().unwrap();
+    assert!(last.1 == last.2 && last.2 > 0, "{seen:?}");
+    let done = tile(&s, "1-1.1");
+    assert_eq!(done["state"], "flashed");
+    assert!(
+        done["text"].as_str().unwrap().contains("84:f7:03:00:00:01"),
+        "{done:#}"
+    );
+    s.wait_for(
+        "the history lists the flash",
+        Duration::from_secs(30),
+        "return Array.from(document.querySelectorAll('#history tr')).some(
+            (r) => r.dataset.outcome === 'flashed' && r.innerText.includes('1-1.1'))",
+    );
+    println!("slot 1-1.1 as the page showed it: {seen:?}");
+
+    // --- A board that fails: its error in plain words, its code apart.
+    let _b2 = bench.plug(2, Chip::Esp32, |c| {
+        c.faults.jedec_flash_size = FlashSize::from_bytes(2 << 20);
+    });
+    let failed = wait_tile(&s, "1-1.2", "it failed", |t| t["phase"] == "failed");
+    let detail = failed["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("flash too small: the image needs 4 MB of flash")
+            && detail.contains("has 2 MB"),
+        "{failed:#}"
+    );
+    assert_eq!(failed["code"], "espfleet::flash::flash_too_small");
+
+    // --- GET /api/status is what `espfleet status --json` prints, byte for byte.
+    let mut same = false;
+    for _ in 0..20 {
+        let cli = std::process::Command::new(env!("CARGO_BIN_EXE_espfleet"))
+            .args(["status", "--json", "--socket"])
+            .arg(bench.socket())
+            .output()
+            .unwrap();
+        assert!(cli.status.success());
+        let api = s.eval_async("fetch('/api/status').then((r) => r.text()).then(done)");
+        if api.as_str() == Some(String::from_utf8_lossy(&cli.stdout).as_ref()) {
+            same = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200)); // something published in between
+    }
+    assert!(same, "/api/status differs from `espfleet status --json`");
+
+    // --- Eight boards in eight states for the screenshot.
+    // Done, and up to date: flashed, unplugged, plugged again holding the same flash.
+    let flash3 = bench.dir.path().join("slot3.flash");
+    let b3 = bench.plug(3, Chip::Esp32, |c| c.flash_file = Some(flash3.clone()));
+    wait_tile(&s, "1-1.3", "flashed", |t| t["state"] == "flashed");
+    bench.unplug(&b3);
+    s.wait_for(
+        "the unplugged board's tile is gone",
+        Duration::from_secs(30),
+        "return document.querySelector('.tile[data-slot=\"1-1.3\"]') === null",
+    );
+    let _b3 = bench.plug(3, Chip::Esp32, |c| c.flash_file = Some(flash3.clone()));
+    wait_tile(&s, "1-1.3", "verified", |t| t["state"] == "verified");
+    // Left alone: a CH340 no manifest names.
+    bench
+        .tb
+        .attach_passthrough(&format!("/dev/ttyUSB{}", bench.next_tty));
+    bench.tb.add(&usb_serial_desc(
+        6,
+        bench.next_tty,
+        "1a86",
+        "7523",
+        "CH340SIM",
+    ));
+    bench.next_tty += 1;
+    wait_tile(&s, "1-1.6", "left alone", |t| t["phase"] == "left alone");
+    // Verifying: the same images as slot 1-1.1, and the board takes 8 s over its last MD5
+    // (espflash allows at least 10 s for one, so the flash still succeeds).
+    let last_md5 = md5s.load(Ordering::Relaxed);
+    assert!(last_md5 > 0, "the flash of 1-1.1 read back MD5s");
+    let b4 = bench.plug(4, Chip::Esp32c3, |c| {
+        c.pacing = Pacing::REALISTIC;
+        c.faults.stall = Some(Stall {
+            trigger: Trigger::Opcode {
+                op: 0x13,
+                nth: last_md5,
+            },
+            duration: Some(Duration::from_secs(8)),
+        });
+    });
+    wait_tile(&s, "1-1.4", "its bytes are all sent", |t| {
+        t["phase"] == "verifying"
+    });
+    // Flashing: a slow flash, so it is under way when the picture is taken. Identifying: a
+    // board whose bootloader never answers (retried, then failed, after some seconds).
+    let b5 = bench.plug(5, Chip::Esp32c3, |c| {
+        c.pacing = Pacing::REALISTIC;
+        c.pacing.flash_time_scale = 8.0;
+    });
+    let b7 = bench.plug(7, Chip::Esp32c3, |c| {
+        c.faults.stall = Some(Stall {
+            trigger: Trigger::Command(1),
+            duration: None,
+        });
+    });
+    s.wait_for(
+        "eight states at once",
+        Duration::from_secs(60),
+        &format!(
+            "const t = (n) => ({TILE_FN})('1-1.' + n);
+             const f = t(5), v = t(4), i = t(7);
+             return f && v && i && f.phase === 'flashing' && f.done > f.total / 10
+                 && v.phase === 'verifying' && i.phase === 'identifying';"
+        ),
+    );
+    s.eval("window.scrollTo(0, 0)", &[]);
+    let shot = save_artifact("bench-page.png", &s.screenshot());
+    let phases: std::collections::BTreeSet<String> = (1..=8)
+        .map(|n| {
+            tile(&s, &format!("1-1.{n}"))["phase"]
+                .as_str()
+                .unwrap_or("missing")
+                .to_owned()
+        })
+        .collect();
+    println!(
+        "screenshot of 8 slots in phases {phases:?}: {}",
+        shot.display()
+    );
+    for want in [
+        "waiting",
+        "identifying",
+        "flashing",
+        "verifying",
+        "done",
+        "failed",
+        "left alone",
+    ] {
+        assert!(phases.contains(want), "{want} missing from {phases:?}");
+    }
+    s.eval(
+        "document.querySelector('.map').scrollIntoView({block: 'start'})",
+        &[],
+    );
+    let map = save_artifact("bench-page-flash-map.png", &s.element_screenshot(".map"));
+    println!("flash map: {}", map.display());
+    let maps = s.eval(
+        "return Array.from(document.querySelectorAll('.map img')).map((i) => [i.naturalWidth, i.complete])",
+        &[],
+    );
+    assert_eq!(maps, json!([[960, true], [960, true]]), "both maps drawn");
+
+    // --- No private-key text anywhere: DOM, assets, API, maps. The board does hold the key.
+    let everything = s.eval_async(EVERYTHING);
+    assert!(everything.get("error").is_none(), "{everything:#}");
+    let text = everything["text"].as_str().unwrap();
+    assert_eq!(everything["maps"], 2);
+    assert!(text.contains("bench-c3.kdl") && text.contains("mfg_nvs"));
+    assert!(!text.contains("PRIVATE KEY"), "key armour on the page");
+    let lines = key_lines();
+    assert!(!lines.is_empty());
+    for line in &lines {
+        assert!(
+            !text.contains(line.as_str()),
+            "key line on the page: {line}"
+        );
+    }
+    let flash = b1.sim.flash_contents();
+    let expected = expected_image(&m.join("bench-c3.kdl"));
+    assert_holds(&b1, &expected);
+    assert!(
+        flash
+            .windows(lines[0].len())
+            .any(|w| w == lines[0].as_bytes()),
+        "the flashed board holds the key (so the check above means something)"
+    );
+
+    // --- Read-only: anything but GET/HEAD is refused.
+    let post = s.eval_async(
+        "fetch('/api/status', {method: 'POST', body: 'x'}).then((r) => done(r.status))",
+    );
+    assert_eq!(post, 405);
+
+    // Boards that would keep workers busy go first, so the daemon stops promptly.
+    for b in [&b7, &b5, &b4] {
+        bench.unplug(b);
+    }
+    drop(s);
+    drop(driver);
+    bench.stop_daemon();
+    drop(b8);
+    let _ = status::Snapshot::default();
+}

@@ -476,6 +476,33 @@ impl Page {
             .collect()
     }
 
+    /// The page with the current state inside, so the first frame needs no second request.
+    /// A JSON data block is not script (CSP does not apply); every `<` in it is escaped, so no
+    /// value can close the element.
+    fn index(&mut self) -> String {
+        #[derive(Serialize)]
+        struct Initial {
+            now: u64,
+            status: Snapshot,
+            counters: Counters,
+            maps: Vec<ManifestMap>,
+        }
+        self.read_journal();
+        let initial = Initial {
+            now: now_ms(),
+            status: self.snapshot(),
+            counters: self.counters(),
+            maps: self.sources.maps.maps(),
+        };
+        let json = serde_json::to_string(&initial)
+            .unwrap_or_else(|_| "null".to_owned())
+            .replace('<', "\\u003c");
+        INDEX_HTML.replace(
+            "<!--initial-state-->",
+            &format!("<script type=\"application/json\" id=\"initial\">{json}</script>"),
+        )
+    }
+
     fn clock(out: &mut Vec<u8>) {
         #[derive(Serialize)]
         struct Clock {
@@ -504,7 +531,7 @@ impl Site for Page {
     fn handle(&mut self, req: &Request<'_>) -> Reply {
         let param = |k: &str| http::query_param(req.query, k).filter(|v| !v.is_empty());
         let resp = match req.path {
-            "/" | "/index.html" => Response::ok("text/html; charset=utf-8", INDEX_HTML),
+            "/" | "/index.html" => Response::ok("text/html; charset=utf-8", self.index()),
             "/page.js" => Response::ok("text/javascript; charset=utf-8", PAGE_JS),
             "/page.css" => Response::ok("text/css; charset=utf-8", PAGE_CSS),
             "/api/events" => return Reply::Stream,
@@ -866,5 +893,46 @@ mod tests {
             };
             assert_eq!(resp.status, 404, "{path}");
         }
+    }
+
+    #[test]
+    fn the_initial_state_in_the_page_cannot_close_its_element() {
+        let dir = tempfile::tempdir().unwrap();
+        let sources = PageSources {
+            status: status::Shared::default(),
+            maps: FlashMaps::default(),
+            journal: dir.path().join("journal.jsonl"),
+        };
+        sources
+            .status
+            .lock()
+            .unwrap()
+            .manifests
+            .push(status::ManifestStatus {
+                file: "</script><script>alert(1)</script><!--.kdl".into(),
+                name: None,
+                error: None,
+                in_force: false,
+                pool: None,
+            });
+        let mut page = Page::new(sources);
+        let html = page.index();
+        let start = html
+            .find("<script type=\"application/json\" id=\"initial\">")
+            .unwrap();
+        let block = &html[start..];
+        let end = block.find("</script>").unwrap();
+        let json = &block[block.find('>').unwrap() + 1..end];
+        assert!(!json.contains('<'), "{json}");
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            v["status"]["manifests"][0]["file"],
+            "</script><script>alert(1)</script><!--.kdl"
+        );
+        assert_eq!(
+            html.matches("<script").count(),
+            2,
+            "page.js and the data block only"
+        );
     }
 }

@@ -394,3 +394,318 @@ fn bench_page_in_headless_chromium() {
     drop(b8);
     let _ = status::Snapshot::default();
 }
+
+/// Per-slot gaps between progress changes, in ms, from per-slot lists of times.
+fn gaps(times: &[Vec<f64>]) -> Vec<f64> {
+    times
+        .iter()
+        .flat_map(|t| t.windows(2).map(|w| w[1] - w[0]))
+        .collect()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+/// Samples the daemon's snapshots every 10 ms until 16 boards are flashed; returns, per slot,
+/// the times (ms) at which its progress changed while flashing.
+fn sample_source(socket: &std::path::Path) -> Vec<Vec<f64>> {
+    let start = Instant::now();
+    let mut last: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    let mut times: std::collections::HashMap<String, Vec<f64>> = std::collections::HashMap::new();
+    while start.elapsed() < Duration::from_secs(600) {
+        if let Ok(snap) = status::query(socket) {
+            let now = start.elapsed().as_secs_f64() * 1000.0;
+            for p in &snap.ports {
+                if matches!(p.state.as_str(), "flashing" | "verifying")
+                    && last.insert(p.slot.clone(), p.done) != Some(p.done)
+                {
+                    times.entry(p.slot.clone()).or_default().push(now);
+                }
+            }
+            if snap.ports.len() == 16
+                && snap
+                    .ports
+                    .iter()
+                    .all(|p| matches!(p.state.as_str(), "flashed" | "failed"))
+            {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    times.into_values().collect()
+}
+
+/// What the page measured on itself: when the first frame with the bench was presented and
+/// when each slot's progress changed on screen.
+const FIRST_FRAME: &str = r"
+const p = window.espfleetPerf;
+if (!p || !(p.firstFrame > 0) || document.querySelectorAll('.tile').length < 16) return null;
+const fcp = performance.getEntriesByName('first-contentful-paint')[0];
+return { ff: p.firstFrame, fcp: fcp ? fcp.startTime : null,
+         tiles: document.querySelectorAll('.tile').length };";
+
+/// Like [`FIRST_FRAME`], whatever the number of tiles.
+const FIRST_FRAME_ANY: &str = r"
+const p = window.espfleetPerf;
+return p && p.firstFrame > 0 ? { ff: p.firstFrame } : null;";
+
+/// The benchmark behind tests/bench/page.sh (ignored in normal runs): 16 simulated boards
+/// flashing at once, paced like real ones; the page is loaded five times while they flash
+/// (time to the first frame showing the bench, from the navigation start, by the page's own
+/// Performance API mark), then kept open until they are done, recording every progress change
+/// per slot. The peer is the terminal way to watch a bench, `espfleet status --json` asked
+/// back to back, which sees the same daemon's progress.
+#[test]
+#[ignore = "benchmark: run tests/bench/page.sh"]
+#[allow(clippy::too_many_lines, clippy::cast_precision_loss)] // one benchmark, told in order
+fn bench_page_16_boards() {
+    if !ensure_mock_env("bench_page::bench_page_16_boards") {
+        return;
+    }
+    let rounds: usize = std::env::var("ESPFLEET_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
+    let scale: f64 = std::env::var("ESPFLEET_BENCH_FLASH_SCALE")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1.0);
+    let mut bench = Bench::new();
+    let m = bench.manifests();
+    write_atomically(
+        &m.join("bench-c3.kdl"),
+        &manifest(
+            "bench-c3",
+            Chip::Esp32c3,
+            &with_key("match vid=0x10c4 pid=0xea60"),
+        ),
+    );
+    let (_notify, url) = start_with_page(&mut bench);
+    let driver = Driver::start();
+    let s = driver.session(1440, 1180);
+    let plug16 = |bench: &mut Bench| -> Vec<super::Board> {
+        (1..=16)
+            .map(|n| {
+                bench.plug(n, Chip::Esp32c3, |c| {
+                    c.pacing = Pacing::REALISTIC;
+                    c.pacing.flash_time_scale = scale;
+                })
+            })
+            .collect()
+    };
+    let all_flashing = |bench: &Bench| {
+        bench.wait_until("16 boards flashing", |b| {
+            status::query(&b.socket()).is_ok_and(|snap| {
+                snap.ports
+                    .iter()
+                    .filter(|p| p.state == "flashing" && p.done > 0)
+                    .count()
+                    == 16
+            })
+        });
+    };
+    let unplug_all = |bench: &Bench, boards: &[super::Board]| {
+        for b in boards {
+            bench.unplug(b);
+        }
+        bench.wait_until("the bench is empty", |b| {
+            status::query(&b.socket()).is_ok_and(|snap| snap.ports.is_empty())
+        });
+    };
+
+    println!(
+        "16 simulated ESP32-C3 boards at once, paced at 921600 baud, flash times x{scale}; {rounds} rounds"
+    );
+    // An operator's browser is already running: one load (not counted) starts Chromium's
+    // renderer for the page's origin. Its time is printed apart.
+    s.open(&url);
+    let cold = s.wait_for("the first frame", Duration::from_secs(30), FIRST_FRAME_ANY);
+    println!(
+        "first load in a freshly started Chromium (not counted): first frame {:.0} ms",
+        cold["ff"].as_f64().unwrap()
+    );
+    let mut first_frames = Vec::new();
+    let mut fresh_max_gaps = Vec::new();
+    let mut fcps = Vec::new();
+    let mut page_max_gaps = Vec::new();
+    for round in 1..=rounds {
+        let boards = plug16(&mut bench);
+        // The source: the daemon's own snapshots, sampled every 10 ms in-process.
+        let sampler = {
+            let socket = bench.socket();
+            std::thread::spawn(move || sample_source(&socket))
+        };
+        all_flashing(&bench);
+        for _ in 0..5 {
+            s.open(&url);
+            let v = s.wait_for("the first frame", Duration::from_secs(30), FIRST_FRAME);
+            first_frames.push(v["ff"].as_f64().unwrap());
+            if let Some(f) = v["fcp"].as_f64() {
+                fcps.push(f);
+            }
+        }
+        let still_flashing = status::query(&bench.socket())
+            .unwrap()
+            .ports
+            .iter()
+            .filter(|p| p.state == "flashing")
+            .count();
+        bench.wait_until("16 boards flashed", |b| {
+            b.records()
+                .iter()
+                .filter(|r| r.outcome == espfleet::daemon::journal::Outcome::Flashed)
+                .count()
+                >= 16 * round
+        });
+        let retried = bench
+            .records()
+            .iter()
+            .filter(|r| r.outcome == espfleet::daemon::journal::Outcome::Failed)
+            .map(|r| {
+                format!(
+                    "{}: {}",
+                    r.slot.as_deref().unwrap_or("?"),
+                    r.error.as_deref().unwrap_or("")
+                )
+            })
+            .collect::<Vec<_>>();
+        if !retried.is_empty() {
+            println!("attempts that failed and were retried so far: {retried:#?}");
+        }
+        let per_slot: Vec<Vec<f64>> = serde_json::from_value(s.eval(
+            "return Object.values(window.espfleetPerf.updates).map((u) => u.times)",
+            &[],
+        ))
+        .unwrap();
+        let fresh: Vec<Vec<f64>> = serde_json::from_value(s.eval(
+            "return Object.values(window.espfleetPerf.updates).map((u) => u.fresh)",
+            &[],
+        ))
+        .unwrap();
+        let fg = sorted(gaps(&fresh));
+        let fresh_max = fg.last().copied().unwrap_or(f64::NAN);
+        fresh_max_gaps.push(fresh_max);
+        let latency: Vec<f64> =
+            serde_json::from_value(s.eval("return window.espfleetPerf.latency", &[])).unwrap();
+        let lat = sorted(latency);
+        let g = sorted(gaps(&per_slot));
+        let max = g.last().copied().unwrap_or(f64::NAN);
+        page_max_gaps.push(max);
+        let src = sorted(gaps(&sampler.join().unwrap()));
+        println!(
+            "round {round}: {still_flashing} of 16 boards still flashing after 5 page loads; per busy slot, \
+             time between tile redraws from a new status: median {:.0} / p95 {:.0} / max {fresh_max:.0} ms; \
+             between progress changes on screen: median {:.0} / p95 {:.0} / max {max:.0} ms \
+             (the daemon's own progress changes: median {:.0} / p95 {:.0} / max {:.0} ms); \
+             server tick to frame: median {:.0} / p95 {:.0} / max {:.0} ms over {} frames",
+            percentile(&fg, 0.5),
+            percentile(&fg, 0.95),
+            percentile(&g, 0.5),
+            percentile(&g, 0.95),
+            percentile(&src, 0.5),
+            percentile(&src, 0.95),
+            src.last().copied().unwrap_or(f64::NAN),
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.95),
+            lat.last().copied().unwrap_or(f64::NAN),
+            lat.len(),
+        );
+        unplug_all(&bench, &boards);
+    }
+
+    // The peer: `espfleet status --json` back to back while 16 boards flash.
+    let boards = plug16(&mut bench);
+    let start = Instant::now();
+    let mut last: std::collections::HashMap<String, (u64, f64)> = std::collections::HashMap::new();
+    let mut peer_times: std::collections::HashMap<String, Vec<f64>> =
+        std::collections::HashMap::new();
+    let mut calls = 0u32;
+    loop {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_espfleet"))
+            .args(["status", "--json", "--socket"])
+            .arg(bench.socket())
+            .output()
+            .unwrap();
+        calls += 1;
+        let now = start.elapsed().as_secs_f64() * 1000.0;
+        let snap: status::Snapshot = serde_json::from_slice(&out.stdout).unwrap();
+        for p in &snap.ports {
+            if matches!(p.state.as_str(), "flashing" | "verifying")
+                && last.get(&p.slot).is_none_or(|l| l.0 != p.done)
+            {
+                last.insert(p.slot.clone(), (p.done, now));
+                peer_times.entry(p.slot.clone()).or_default().push(now);
+            }
+        }
+        let finished = snap
+            .ports
+            .iter()
+            .filter(|p| matches!(p.state.as_str(), "flashed" | "failed"))
+            .count();
+        if finished == 16 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "peer round never finished"
+        );
+    }
+    let peer_slots: Vec<Vec<f64>> = peer_times.into_values().collect();
+    let pg = sorted(gaps(&peer_slots));
+    let peer_max = pg.last().copied().unwrap_or(f64::NAN);
+    let call_ms = start.elapsed().as_secs_f64() * 1000.0 / f64::from(calls);
+    println!(
+        "peer: `espfleet status --json` back to back ({call_ms:.0} ms a call): gap between updates per slot: \
+         median {:.0} ms, p95 {:.0} ms, max {peer_max:.0} ms",
+        percentile(&pg, 0.5),
+        percentile(&pg, 0.95)
+    );
+    unplug_all(&bench, &boards);
+
+    let ff = sorted(first_frames);
+    let fcps = sorted(fcps);
+    let worst_gap = fresh_max_gaps.iter().copied().fold(f64::NAN, f64::max);
+    let best_gap = fresh_max_gaps.iter().copied().fold(f64::NAN, f64::min);
+    let worst_progress = page_max_gaps.iter().copied().fold(f64::NAN, f64::max);
+    println!(
+        "first frame: min {:.0} / median {:.0} / max {:.0} ms over {} loads (budget 200 ms; worst = {:.2}x budget); \
+         first contentful paint median {:.0} ms",
+        ff[0],
+        percentile(&ff, 0.5),
+        ff[ff.len() - 1],
+        ff.len(),
+        ff[ff.len() - 1] / 200.0,
+        percentile(&fcps, 0.5)
+    );
+    println!(
+        "longest a busy slot went without a redraw from a new status: {best_gap:.0}..{worst_gap:.0} ms across rounds \
+         (budget 500 ms; worst = {:.2}x budget)",
+        worst_gap / 500.0,
+    );
+    println!(
+        "longest a busy slot's progress stood still on screen: {worst_progress:.0} ms; \
+         seen by the peer polling `espfleet status`: {peer_max:.0} ms (page/peer = {:.2})",
+        worst_progress / peer_max
+    );
+    println!(
+        "RESULT first_frame_max_ms={:.0} update_gap_max_ms={worst_gap:.0}",
+        ff[ff.len() - 1]
+    );
+    bench.stop_daemon();
+}

@@ -32,7 +32,8 @@
   };
   // Measurements for tests and the benchmark (tests/bench/page.sh): when the first frame
   // with the bench was presented, and when each slot's progress last changed on screen.
-  const perf = { firstFrame: null, statusEvents: 0, updates: {} };
+  const perf = { firstFrame: null, statusEvents: 0, updates: {}, latency: [] };
+  let pendingClock = null; // server time of the batch whose status awaits its frame
   window.espfleetPerf = perf;
 
   const $ = (id) => document.getElementById(id);
@@ -120,6 +121,7 @@
     parts.elapsed.textContent = duration(end - p.since_ms);
   }
 
+  let freshStatus = false; // a status arrived since the last frame
   function renderSlots() {
     const ports = (state.status && state.status.ports) || [];
     const box = $('slots');
@@ -157,12 +159,15 @@
         parts.detail.append(e.text);
         if (e.code) parts.detail.append(el('span', 'code', e.code));
       }
-      // Progress moments, per slot, for the benchmark.
+      // For the benchmark, per busy slot: when its tile was drawn from a new status
+      // (`fresh`), and when its progress changed on screen (`times`).
       if (phase === 'flashing' || phase === 'verifying') {
-        const u = perf.updates[p.slot] || (perf.updates[p.slot] = { last: -1, times: [] });
+        const u = perf.updates[p.slot] || (perf.updates[p.slot] = { last: -1, times: [], fresh: [] });
+        const now = performance.now();
+        if (freshStatus && u.fresh.length < 4000) u.fresh.push(now);
         if (u.last !== p.done) {
           u.last = p.done;
-          if (u.times.length < 4000) u.times.push(performance.now());
+          if (u.times.length < 4000) u.times.push(now);
         }
       }
       box.append(t); // keeps tiles in slot order (moves an existing node)
@@ -327,6 +332,7 @@
     requestAnimationFrame(() => {
       scheduled = false;
       renderSlots();
+      freshStatus = false;
       renderCounters();
       if (state.mapsDirty) {
         state.mapsDirty = false;
@@ -335,6 +341,12 @@
       if (state.historyDirty) {
         state.historyDirty = false;
         renderHistory();
+      }
+      if (pendingClock !== null) {
+        // Server and page share a clock on one machine: the delay from the server's tick
+        // that sent this status to the frame that shows it.
+        if (perf.latency.length < 20000) perf.latency.push(Date.now() - pendingClock);
+        pendingClock = null;
       }
       if (perf.firstFrame === null && state.status) {
         // The next frame starts once this one (the first with the bench) was presented.
@@ -364,9 +376,12 @@
       f(data);
       schedule();
     });
-    on('clock', (d) => { state.clockOffset = d.now - Date.now(); });
+    let lastClock = null;
+    on('clock', (d) => { state.clockOffset = d.now - Date.now(); lastClock = d.now; });
     on('status', (d) => {
       perf.statusEvents++;
+      freshStatus = true;
+      if (lastClock !== null && pendingClock === null) pendingClock = lastClock;
       const before = JSON.stringify(((state.status && state.status.manifests) || []));
       state.status = d;
       if (JSON.stringify(d.manifests || []) !== before) state.mapsDirty = true;
@@ -384,6 +399,18 @@
     $('f-slot').addEventListener('change', () => { state.historyDirty = true; schedule(); });
     $('f-outcome').addEventListener('change', () => { state.historyDirty = true; schedule(); });
     setInterval(tickElapsed, 1000);
+    // The state the server put into the page: the first frame needs no second request.
+    const initial = $('initial');
+    if (initial) {
+      try {
+        const d = JSON.parse(initial.textContent);
+        state.clockOffset = d.now - Date.now();
+        state.status = d.status;
+        state.counters = d.counters;
+        state.maps = d.maps;
+        schedule();
+      } catch (_) { /* the event stream brings it all anyway */ }
+    }
     connect();
   });
 })();

@@ -113,6 +113,9 @@ pub struct Response {
     pub content_type: &'static str,
     /// Body.
     pub body: Vec<u8>,
+    /// A Content-Security-Policy replacing [`DEFAULT_CSP`] (a page with inline script and
+    /// style names their hashes).
+    pub csp: Option<String>,
 }
 
 impl Response {
@@ -122,6 +125,7 @@ impl Response {
             status: 200,
             content_type,
             body: body.into(),
+            csp: None,
         }
     }
 
@@ -131,6 +135,7 @@ impl Response {
             status,
             content_type: "text/plain; charset=utf-8",
             body: format!("{message}\n").into_bytes(),
+            csp: None,
         }
     }
 }
@@ -155,15 +160,18 @@ pub trait Site {
     fn tick(&mut self) -> Vec<u8>;
 }
 
-/// The security headers every answer carries. The page loads nothing but its own script,
-/// style and images, and may not be framed.
+/// The security headers every answer carries; it may not be framed, sniffed or read by other
+/// origins.
 const COMMON_HEADERS: &str = "Cache-Control: no-store\r\n\
 X-Content-Type-Options: nosniff\r\n\
 Referrer-Policy: no-referrer\r\n\
 X-Frame-Options: DENY\r\n\
 Cross-Origin-Resource-Policy: same-origin\r\n\
-Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'\r\n\
 Connection: close\r\n";
+
+/// The Content-Security-Policy of every answer that names no other: nothing runs, nothing
+/// loads but from this server.
+pub const DEFAULT_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 fn reason(status: u16) -> &'static str {
     match status {
@@ -183,11 +191,12 @@ fn reason(status: u16) -> &'static str {
 /// Serialises a response (HEAD: headers only, with the body's length).
 pub fn encode(response: &Response, head: bool) -> Vec<u8> {
     let mut out = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{COMMON_HEADERS}{}\r\n",
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{COMMON_HEADERS}Content-Security-Policy: {}\r\n{}\r\n",
         response.status,
         reason(response.status),
         response.content_type,
         response.body.len(),
+        response.csp.as_deref().unwrap_or(DEFAULT_CSP),
         match response.status {
             405 => "Allow: GET, HEAD\r\n",
             503 => "Retry-After: 5\r\n",
@@ -201,7 +210,12 @@ pub fn encode(response: &Response, head: bool) -> Vec<u8> {
     out
 }
 
-const STREAM_HEAD: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n";
+fn stream_head() -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n{COMMON_HEADERS}Content-Security-Policy: {DEFAULT_CSP}\r\n\r\n"
+    )
+    .into_bytes()
+}
 
 /// Whether a `Host` header names this server in a way no DNS-rebinding page can: an IP
 /// literal, `localhost`, or a name the operator allowed.
@@ -514,10 +528,10 @@ impl<S: Site> Server<S> {
         conn.deadline = now + self.limits.write_timeout;
         match reply {
             (Reply::Stream, true) => {
-                let mut out = STREAM_HEAD.as_bytes().to_vec();
-                out.extend_from_slice(COMMON_HEADERS.as_bytes());
-                out.extend_from_slice(b"\r\n");
-                conn.state = State::Writing { out, pos: 0 };
+                conn.state = State::Writing {
+                    out: stream_head(),
+                    pos: 0,
+                };
             }
             (Reply::Stream, false) if streams_full => {
                 conn.state = State::Writing {
@@ -529,9 +543,7 @@ impl<S: Site> Server<S> {
                 };
             }
             (Reply::Stream, false) => {
-                let mut out = STREAM_HEAD.as_bytes().to_vec();
-                out.extend_from_slice(COMMON_HEADERS.as_bytes());
-                out.extend_from_slice(b"\r\n");
+                let mut out = stream_head();
                 out.extend_from_slice(b"retry: 2000\n\n");
                 out.extend_from_slice(&self.site.stream_start());
                 conn.state = State::Streaming {
@@ -883,6 +895,13 @@ mod tests {
         assert!(head.contains("Content-Length: 2\r\n") && head.ends_with("\r\n\r\n"));
         let e = String::from_utf8(encode(&Response::error(405, "no"), false)).unwrap();
         assert!(e.contains("Allow: GET, HEAD\r\n"));
+        let own = Response {
+            csp: Some("script-src 'sha256-x'".into()),
+            ..Response::ok("text/html", "")
+        };
+        let own = String::from_utf8(encode(&own, false)).unwrap();
+        assert_eq!(own.matches("Content-Security-Policy").count(), 1);
+        assert!(own.contains("Content-Security-Policy: script-src 'sha256-x'\r\n"));
     }
 
     #[test]

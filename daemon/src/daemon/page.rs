@@ -33,6 +33,37 @@ const INDEX_HTML: &str = include_str!("page/index.html");
 const PAGE_JS: &str = include_str!("page/page.js");
 const PAGE_CSS: &str = include_str!("page/page.css");
 
+/// The page as one document: style and script inline (one request, nothing render-blocking to
+/// fetch), allowed by their SHA-256 in the page's Content-Security-Policy and nothing else.
+struct Document {
+    /// Everything before the initial-state block.
+    head: String,
+    /// Everything after it.
+    tail: String,
+    csp: String,
+}
+
+static DOCUMENT: std::sync::LazyLock<Document> = std::sync::LazyLock::new(|| {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let hash = |s: &str| base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(s));
+    let html = INDEX_HTML
+        .replace("<!--page-css-->", &format!("<style>{PAGE_CSS}</style>"))
+        .replace("<!--page-js-->", &format!("<script>{PAGE_JS}</script>"));
+    let (head, tail) = html
+        .split_once("<!--initial-state-->")
+        .expect("index.html has the initial-state marker");
+    Document {
+        head: head.to_owned(),
+        tail: tail.to_owned(),
+        csp: format!(
+            "default-src 'none'; script-src 'sha256-{}'; style-src 'sha256-{}'; img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            hash(PAGE_JS),
+            hash(PAGE_CSS)
+        ),
+    }
+});
+
 /// Records kept for the history list and `/api/history`.
 const HISTORY_KEPT: usize = 500;
 /// Records sent with a new event stream.
@@ -497,9 +528,9 @@ impl Page {
         let json = serde_json::to_string(&initial)
             .unwrap_or_else(|_| "null".to_owned())
             .replace('<', "\\u003c");
-        INDEX_HTML.replace(
-            "<!--initial-state-->",
-            &format!("<script type=\"application/json\" id=\"initial\">{json}</script>"),
+        format!(
+            "{}<script type=\"application/json\" id=\"initial\">{json}</script>{}",
+            DOCUMENT.head, DOCUMENT.tail
         )
     }
 
@@ -531,9 +562,10 @@ impl Site for Page {
     fn handle(&mut self, req: &Request<'_>) -> Reply {
         let param = |k: &str| http::query_param(req.query, k).filter(|v| !v.is_empty());
         let resp = match req.path {
-            "/" | "/index.html" => Response::ok("text/html; charset=utf-8", self.index()),
-            "/page.js" => Response::ok("text/javascript; charset=utf-8", PAGE_JS),
-            "/page.css" => Response::ok("text/css; charset=utf-8", PAGE_CSS),
+            "/" | "/index.html" => Response {
+                csp: Some(DOCUMENT.csp.clone()),
+                ..Response::ok("text/html; charset=utf-8", self.index())
+            },
             "/api/events" => return Reply::Stream,
             "/api/status" => Response::ok(
                 "application/json",
@@ -849,8 +881,6 @@ mod tests {
         let mut served = String::new();
         for path in [
             "/",
-            "/page.js",
-            "/page.css",
             "/api/status",
             "/api/counters",
             "/api/history",
@@ -933,6 +963,52 @@ mod tests {
             html.matches("<script").count(),
             2,
             "page.js and the data block only"
+        );
+    }
+
+    /// The page's CSP allows its own inline script and style by hash, and nothing else: the
+    /// hashes are those of what the page carries (the way a browser computes them).
+    #[test]
+    fn the_page_csp_names_the_hashes_of_its_inline_script_and_style() {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let dir = tempfile::tempdir().unwrap();
+        let mut page = Page::new(PageSources {
+            status: status::Shared::default(),
+            maps: FlashMaps::default(),
+            journal: dir.path().join("journal.jsonl"),
+        });
+        let Reply::Full(resp) = page.handle(&Request {
+            head: false,
+            path: "/",
+            query: "",
+        }) else {
+            panic!()
+        };
+        let html = String::from_utf8(resp.body).unwrap();
+        let csp = resp.csp.unwrap();
+        let between = |open: &str, close: &str| {
+            let start = html.find(open).unwrap() + open.len();
+            html[start..start + html[start..].find(close).unwrap()].to_owned()
+        };
+        let digest = |s: &str| {
+            base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(s.as_bytes()))
+        };
+        let script = between("<script>", "</script>");
+        let style = between("<style>", "</style>");
+        assert!(script.contains("EventSource") && style.contains(".tile"));
+        assert!(
+            csp.contains(&format!("script-src 'sha256-{}';", digest(&script))),
+            "{csp}"
+        );
+        assert!(
+            csp.contains(&format!("style-src 'sha256-{}';", digest(&style))),
+            "{csp}"
+        );
+        assert!(!csp.contains("unsafe"));
+        assert!(
+            !html.contains("src=\"/page.js\""),
+            "one document, nothing else to fetch"
         );
     }
 }

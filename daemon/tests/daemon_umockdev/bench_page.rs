@@ -103,7 +103,7 @@ fn wait_tile(s: &Session, slot: &str, what: &str, ok: impl Fn(&Value) -> bool) -
 /// API and each flash map.
 const EVERYTHING: &str = r"
 (async () => {
-  const urls = ['/', '/page.js', '/page.css', '/api/status', '/api/counters',
+  const urls = ['/', '/api/status', '/api/counters',
                 '/api/history?limit=500', '/api/flash-maps'];
   const maps = await (await fetch('/api/flash-maps')).json();
   for (const m of maps) urls.push(m.svg_url);
@@ -469,8 +469,11 @@ const p = window.espfleetPerf;
 if (!p || !(p.firstFrame > 0) || !(p.firstSlotPaint > 0)
     || document.querySelectorAll('.tile').length < 16) return null;
 const fcp = performance.getEntriesByName('first-contentful-paint')[0];
+const nav = performance.getEntriesByType('navigation')[0];
 return { ff: p.firstFrame, painted: p.firstSlotPaint, fcp: fcp ? fcp.startTime : null,
-         tiles: document.querySelectorAll('.tile').length };";
+         tiles: document.querySelectorAll('.tile').length,
+         response: nav.responseEnd, interactive: nav.domInteractive,
+         dcl: nav.domContentLoadedEventEnd };";
 
 /// Like [`FIRST_FRAME`], whatever the number of tiles.
 const FIRST_FRAME_ANY: &str = r"
@@ -560,11 +563,6 @@ fn bench_page_16_boards() {
     let mut page_max_gaps = Vec::new();
     for round in 1..=rounds {
         let boards = plug16(&mut bench);
-        // The source: the daemon's own snapshots, sampled every 10 ms in-process.
-        let sampler = {
-            let socket = bench.socket();
-            std::thread::spawn(move || sample_source(&socket))
-        };
         all_flashing(&bench);
         for _ in 0..5 {
             s.open(&url);
@@ -578,10 +576,26 @@ fn bench_page_16_boards() {
                     .max(v["painted"].as_f64().unwrap()),
             );
             painted.push(v["painted"].as_f64().unwrap());
+            println!(
+                "  load: document received {:.0} ms, parsed {:.0} ms, scripts done {:.0} ms, first paint {:.0} ms, \
+                 frame after the bench {:.0} ms, slot name painted {:.0} ms",
+                v["response"].as_f64().unwrap_or(f64::NAN),
+                v["interactive"].as_f64().unwrap_or(f64::NAN),
+                v["dcl"].as_f64().unwrap_or(f64::NAN),
+                v["fcp"].as_f64().unwrap_or(f64::NAN),
+                v["ff"].as_f64().unwrap_or(f64::NAN),
+                v["painted"].as_f64().unwrap_or(f64::NAN),
+            );
             if let Some(f) = v["fcp"].as_f64() {
                 fcps.push(f);
             }
         }
+        // From here on the page stays open: the daemon's own snapshots over the same stretch,
+        // sampled every 10 ms in-process.
+        let sampler = {
+            let socket = bench.socket();
+            std::thread::spawn(move || sample_source(&socket))
+        };
         let still_flashing = status::query(&bench.socket())
             .unwrap()
             .ports

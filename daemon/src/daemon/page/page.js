@@ -410,7 +410,8 @@
     on('maps', (d) => { state.maps = d; state.mapsDirty = true; });
   }
 
-  document.addEventListener('DOMContentLoaded', () => {
+  // This script is the last thing in the page: everything it needs is parsed already.
+  function start() {
     $('f-slot').addEventListener('change', () => { state.historyDirty = true; schedule(); });
     $('f-outcome').addEventListener('change', () => { state.historyDirty = true; schedule(); });
     setInterval(tickElapsed, 250);
@@ -423,9 +424,22 @@
         state.status = d.status;
         state.counters = d.counters;
         state.maps = d.maps;
+        // Draw the slots now, before the browser's first paint; the rest in the next frame.
+        renderSlots();
+        renderCounters();
+        if (state.status) {
+          perf.firstFrame = -1;
+          requestAnimationFrame(() => {
+            requestAnimationFrame(() => {
+              performance.mark('espfleet-first-frame');
+              perf.firstFrame = performance.now();
+            });
+          });
+        }
         schedule();
       } catch (_) { /* the event stream brings it all anyway */ }
     }
     connect();
-  });
+  }
+  start();
 })();

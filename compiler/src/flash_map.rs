@@ -487,11 +487,11 @@ impl<'a> Svg<'a> {
             map.chip.map(|c| format!("{c}, ")).unwrap_or_default(),
             size_label(map.flash_size)
         );
-        let _ = write!(
+        let _ = writeln!(
             self.out,
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{height}\" \
              viewBox=\"0 0 {WIDTH} {height}\" role=\"img\" aria-label=\"{}\" \
-             font-family=\"DejaVu Sans, Verdana, sans-serif\" font-size=\"11\">\n",
+             font-family=\"DejaVu Sans, Verdana, sans-serif\" font-size=\"11\">",
             xml_escape(&heading)
         );
         let _ = writeln!(
@@ -628,29 +628,29 @@ impl<'a> Svg<'a> {
         self.out
     }
 
-    fn region(&mut self, r: &Region, y: f64, h: f64) {
-        let (x, w) = (self.x(r.offset), self.w(r.size));
+    fn region(&mut self, region: &Region, top: f64, height: f64) {
+        let (left, width) = (self.x(region.offset), self.w(region.size));
         let _ = writeln!(
             self.out,
-            "<rect x=\"{x:.2}\" y=\"{y:.1}\" width=\"{w:.2}\" height=\"{h}\" fill=\"{}\" stroke=\"#ffffff\" stroke-width=\"0.5\"><title>{}</title></rect>",
-            r.kind.colour(),
+            "<rect x=\"{left:.2}\" y=\"{top:.1}\" width=\"{width:.2}\" height=\"{height}\" fill=\"{}\" stroke=\"#ffffff\" stroke-width=\"0.5\"><title>{}</title></rect>",
+            region.kind.colour(),
             xml_escape(&format!(
                 "{} at {:#x}, {}",
-                r.name,
-                r.offset,
-                size_label(r.size)
+                region.name,
+                region.offset,
+                size_label(region.size)
             ))
         );
         // A label only where it fits (about 6.2 units per character at font-size 11).
         #[allow(clippy::cast_precision_loss)] // label lengths are tiny
-        let need = r.name.chars().count() as f64 * 6.2 + 6.0;
-        if w >= need {
+        let need = region.name.chars().count() as f64 * 6.2 + 6.0;
+        if width >= need {
             let _ = writeln!(
                 self.out,
                 "<text x=\"{:.2}\" y=\"{:.1}\" fill=\"#ffffff\">{}</text>",
-                x + 3.0,
-                y + h / 2.0 + 4.0,
-                xml_escape(&r.name)
+                left + 3.0,
+                top + height / 2.0 + 4.0,
+                xml_escape(&region.name)
             );
         }
     }

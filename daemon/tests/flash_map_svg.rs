@@ -86,25 +86,25 @@ fn inspect_svg_draws_the_layout_the_daemon_draws_as_well_formed_svg() {
 
     // The same layout as the map the daemon draws from the images it would flash.
     let loader = espfleet::daemon::integration::CompilerLoader::new(dir.path().join("cache"));
-    let loaded = loader.load(&manifest).unwrap();
-    let from_image = FlashMap::of_image(&loaded.image);
-    let from_merged = FlashMap::of_bytes(&std::fs::read(&factory).unwrap()).unwrap();
-    assert_eq!(from_merged.regions, from_image.regions);
-    assert_eq!(from_merged.flash_size, from_image.flash_size);
-    assert_eq!(from_merged.chip, from_image.chip);
+    let manifest_in_force = loader.load(&manifest).unwrap();
+    let drawn_by_daemon = FlashMap::of_image(&manifest_in_force.image);
+    let read_back = FlashMap::of_bytes(&std::fs::read(&factory).unwrap()).unwrap();
+    assert_eq!(read_back.regions, drawn_by_daemon.regions);
+    assert_eq!(read_back.flash_size, drawn_by_daemon.flash_size);
+    assert_eq!(read_back.chip, drawn_by_daemon.chip);
     // Every part the daemon writes holds data in the merged image, at the same place.
-    for part in &from_image.parts {
+    for part in &drawn_by_daemon.parts {
         let data = part.name != "ota_data_initial"; // all FF: written, but erased-looking
         if data {
             assert!(
-                from_merged
+                read_back
                     .parts
                     .iter()
                     .any(|p| p.offset <= part.offset && part.offset < p.offset + p.size),
                 "{} at {:#x} not among {:?}",
                 part.name,
                 part.offset,
-                from_merged.parts
+                read_back.parts
             );
         }
     }

@@ -459,7 +459,7 @@ impl<S: Site> Server<S> {
         enum Next {
             Wait,
             Close,
-            Respond(Result<Head, Response>),
+            Respond(Result<Accepted, Response>),
         }
         let max = self.limits.max_request_bytes;
         let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else {
@@ -500,7 +500,7 @@ impl<S: Site> Server<S> {
         }
     }
 
-    fn respond(&mut self, i: usize, outcome: Result<Head, Response>) {
+    fn respond(&mut self, i: usize, outcome: Result<Accepted, Response>) {
         let reply = match outcome {
             Err(resp) => (Reply::Full(resp), false),
             Ok(head) if !host_allowed(&head.host, &self.allowed_hosts) => (
@@ -508,16 +508,16 @@ impl<S: Site> Server<S> {
                     403,
                     "this bench page answers only to its IP address, localhost, or a name given with --http-host",
                 )),
-                head.head,
+                head.head_only,
             ),
             Ok(head) => {
                 let (path, query) = head.target.split_once('?').unwrap_or((&head.target, ""));
                 let req = Request {
-                    head: head.head,
+                    head: head.head_only,
                     path,
                     query,
                 };
-                (self.site.handle(&req), head.head)
+                (self.site.handle(&req), head.head_only)
             }
         };
         let now = Instant::now();
@@ -670,15 +670,16 @@ impl<S: Site> Server<S> {
 
 /// The parts of a request head the server needs.
 #[derive(Debug, PartialEq, Eq)]
-struct Head {
-    head: bool,
+struct Accepted {
+    /// HEAD rather than GET.
+    head_only: bool,
     target: String,
     host: String,
 }
 
 enum Parsed {
     Partial,
-    Done(Result<Head, Response>),
+    Done(Result<Accepted, Response>),
 }
 
 /// Parses a request head from `buf` (at most `max` bytes): a GET or HEAD without a body and
@@ -698,8 +699,8 @@ fn parse(buf: &[u8], max: usize) -> Parsed {
     }
 }
 
-fn head_of(req: &httparse::Request<'_, '_>) -> Result<Head, Response> {
-    let head = match req.method {
+fn head_of(req: &httparse::Request<'_, '_>) -> Result<Accepted, Response> {
+    let head_only = match req.method {
         Some("GET") => false,
         Some("HEAD") => true,
         _ => {
@@ -743,8 +744,8 @@ fn head_of(req: &httparse::Request<'_, '_>) -> Result<Head, Response> {
     if !target.starts_with('/') {
         return Err(Response::error(400, "the request target must be a path"));
     }
-    Ok(Head {
-        head,
+    Ok(Accepted {
+        head_only,
         target: target.to_owned(),
         host,
     })
@@ -790,7 +791,7 @@ pub fn query_param(query: &str, key: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn parsed(raw: &str) -> Result<Head, u16> {
+    fn parsed(raw: &str) -> Result<Accepted, u16> {
         match parse(raw.as_bytes(), 8192) {
             Parsed::Partial => Err(0),
             Parsed::Done(r) => r.map_err(|resp| resp.status),
@@ -801,8 +802,8 @@ mod tests {
     fn requests_are_get_or_head_without_a_body_and_with_one_host() {
         assert_eq!(
             parsed("GET /api/status?x=1 HTTP/1.1\r\nHost: 127.0.0.1:8420\r\n\r\n"),
-            Ok(Head {
-                head: false,
+            Ok(Accepted {
+                head_only: false,
                 target: "/api/status?x=1".into(),
                 host: "127.0.0.1:8420".into()
             })
@@ -810,7 +811,7 @@ mod tests {
         assert!(
             parsed("HEAD / HTTP/1.0\r\nHost: localhost\r\n\r\n")
                 .unwrap()
-                .head
+                .head_only
         );
         assert_eq!(
             parsed("GET / HTTP/1.1\r\nHost: a\r\n"),
@@ -838,7 +839,11 @@ mod tests {
         );
         assert_eq!(parsed("GET / HTTP/1.1\r\nHo st: a\r\n\r\n"), Err(400));
         assert_eq!(parsed("\u{0}\u{1}garbage\r\n\r\n"), Err(400));
-        let many: String = (0..40).map(|i| format!("X-{i}: y\r\n")).collect();
+        let many: String = (0..40).fold(String::new(), |mut m, i| {
+            use std::fmt::Write as _;
+            let _ = write!(m, "X-{i}: y\r\n");
+            m
+        });
         assert_eq!(
             parsed(&format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n")),
             Err(431)

@@ -268,6 +268,7 @@ fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
 
 /// Milliseconds since the Unix epoch of a journal time (`2026-11-21T02:19:16.123Z`, the
 /// form [`super::journal::rfc3339`] writes); `None` for anything else.
+#[allow(clippy::many_single_char_names)] // y, m, d: the civil-date algorithm's own names
 pub fn parse_rfc3339_ms(s: &str) -> Option<u64> {
     let b = s.as_bytes();
     if b.len() != 24

@@ -62,21 +62,18 @@ fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Res
         .lines()
         .find_map(|l| l.strip_prefix("content-length:"))
         .and_then(|v| v.trim().parse::<usize>().ok());
-    match length {
-        Some(len) => {
-            while payload.len() < len {
-                let n = s.read(&mut buf).map_err(|e| e.to_string())?;
-                if n == 0 {
-                    break;
-                }
-                payload.extend_from_slice(&buf[..n]);
+    if let Some(len) = length {
+        while payload.len() < len {
+            let n = s.read(&mut buf).map_err(|e| e.to_string())?;
+            if n == 0 {
+                break;
             }
+            payload.extend_from_slice(&buf[..n]);
         }
-        None => {
-            s.read_to_end(&mut payload).map_err(|e| e.to_string())?;
-            if headers.contains("transfer-encoding: chunked") {
-                payload = dechunk(&payload);
-            }
+    } else {
+        s.read_to_end(&mut payload).map_err(|e| e.to_string())?;
+        if headers.contains("transfer-encoding: chunked") {
+            payload = dechunk(&payload);
         }
     }
     let v: Value = serde_json::from_slice(&payload).map_err(|e| {

@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 out=$(cargo test --release --locked -p espfleet --test daemon_umockdev -- --ignored --exact \
   bench_page::bench_page_16_boards --nocapture 2>&1) || { echo "$out"; exit 1; }
-grep -E '^(16 simulated|first load|  load:|round |peer:|first frame|longest)' <<<"$out"
+grep -E '^(16 simulated|first load|  load:|round |peer:|first frame|Chromium|longest)' <<<"$out"
 result=$(grep -E '^RESULT ' <<<"$out")
 ff=$(sed -E 's/.*first_frame_max_ms=([0-9]+).*/\1/' <<<"$result")
 gap=$(sed -E 's/.*update_gap_max_ms=([0-9]+).*/\1/' <<<"$result")

@@ -475,6 +475,39 @@ return { ff: p.firstFrame, painted: p.firstSlotPaint, fcp: fcp ? fcp.startTime :
          response: nav.responseEnd, interactive: nav.domInteractive,
          dcl: nav.domContentLoadedEventEnd };";
 
+/// A trivial page (one line of text) from a bare loopback server, for Chromium's own floor:
+/// the time to paint anything at all under the same load. Returns its URL.
+fn trivial_page() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = std::io::Read::read(&mut stream, &mut buf);
+            let body = "<!doctype html><meta charset=utf-8><title>floor</title>\
+                <p elementtiming=floor>one line of text</p>";
+            let _ = std::io::Write::write_all(
+                &mut stream,
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    format!("http://{addr}/")
+}
+
+/// When the trivial page's text was painted (Element Timing), once it was.
+const FLOOR_PAINT: &str = r"
+return new Promise((resolve) => {
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) if (e.identifier === 'floor') resolve(e.renderTime || e.loadTime);
+  }).observe({ type: 'element', buffered: true });
+}).then(done);";
+
 /// Like [`FIRST_FRAME`], whatever the number of tiles.
 const FIRST_FRAME_ANY: &str = r"
 const p = window.espfleetPerf;
@@ -555,6 +588,8 @@ fn bench_page_16_boards() {
         "first load in a freshly started Chromium (not counted): first frame {:.0} ms",
         cold["ff"].as_f64().unwrap()
     );
+    let floor_url = trivial_page();
+    let mut floors = Vec::new();
     let mut first_frames = Vec::new();
     let mut fresh_max_gaps = Vec::new();
     let mut painted = Vec::new();
@@ -564,6 +599,10 @@ fn bench_page_16_boards() {
     for round in 1..=rounds {
         let boards = plug16(&mut bench);
         all_flashing(&bench);
+        for _ in 0..5 {
+            s.open(&floor_url);
+            floors.push(s.eval_async(FLOOR_PAINT).as_f64().unwrap());
+        }
         for _ in 0..5 {
             s.open(&url);
             let v = s.wait_for("the first frame", Duration::from_secs(30), FIRST_FRAME);
@@ -725,6 +764,15 @@ fn bench_page_16_boards() {
     let best_gap = fresh_max_gaps.iter().copied().fold(f64::NAN, f64::min);
     let worst_progress = page_max_gaps.iter().copied().fold(f64::NAN, f64::max);
     let painted = sorted(painted);
+    let floors = sorted(floors);
+    println!(
+        "Chromium's floor, a one-line page from a bare loopback server under the same load: painted \
+         min {:.0} / median {:.0} / max {:.0} ms; the bench page's median first frame = {:.2}x that",
+        floors[0],
+        percentile(&floors, 0.5),
+        floors[floors.len() - 1],
+        percentile(&ff, 0.5) / percentile(&floors, 0.5)
+    );
     println!(
         "first frame showing the bench: min {:.0} / median {:.0} / max {:.0} ms over {} loads \
          (budget 200 ms; worst = {:.2}x budget); slot name painted (Element Timing): median {:.0} ms; \

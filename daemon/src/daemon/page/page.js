@@ -297,6 +297,7 @@
       meta.append(' · certificate pool: ' + (st && st.pool ? st.pool.remaining + ' left (warn below ' + st.pool.warn_below + ')' : '—'));
       card.append(meta);
       const img = el('img');
+      img.decoding = 'async';
       img.src = m.svg_url;
       img.alt = 'Flash map of ' + m.file + ': partitions and parts written, to scale';
       img.width = 960;
@@ -341,6 +342,9 @@
 
   // --- Rendering and the event stream -------------------------------------------------------
   let scheduled = false;
+  // Maps and history wait until the first frame with the slots is on screen: what an operator
+  // looks at first is drawn first, and that frame stays light.
+  let slotsShown = false;
   function schedule() {
     if (scheduled) return;
     scheduled = true;
@@ -349,11 +353,11 @@
       renderSlots();
       freshStatus = false;
       renderCounters();
-      if (state.mapsDirty) {
+      if (state.mapsDirty && slotsShown) {
         state.mapsDirty = false;
         renderMaps();
       }
-      if (state.historyDirty) {
+      if (state.historyDirty && slotsShown) {
         state.historyDirty = false;
         renderHistory();
       }
@@ -363,14 +367,20 @@
         if (perf.latency.length < 20000) perf.latency.push(Date.now() - pendingClock);
         pendingClock = null;
       }
-      if (perf.firstFrame === null && state.status) {
-        // The next frame starts once this one (the first with the bench) was presented.
-        perf.firstFrame = -1;
-        requestAnimationFrame(() => {
-          performance.mark('espfleet-first-frame');
-          perf.firstFrame = performance.now();
-        });
-      }
+      if (perf.firstFrame === null && state.status) afterFirstFrame();
+    });
+  }
+
+  // The frame after next starts once the first frame with the bench was presented.
+  function afterFirstFrame() {
+    perf.firstFrame = -1;
+    requestAnimationFrame(() => {
+      requestAnimationFrame(() => {
+        performance.mark('espfleet-first-frame');
+        perf.firstFrame = performance.now();
+        slotsShown = true;
+        schedule();
+      });
     });
   }
 
@@ -427,16 +437,7 @@
         // Draw the slots now, before the browser's first paint; the rest in the next frame.
         renderSlots();
         renderCounters();
-        if (state.status) {
-          perf.firstFrame = -1;
-          requestAnimationFrame(() => {
-            requestAnimationFrame(() => {
-              performance.mark('espfleet-first-frame');
-              perf.firstFrame = performance.now();
-            });
-          });
-        }
-        schedule();
+        if (state.status) afterFirstFrame();
       } catch (_) { /* the event stream brings it all anyway */ }
     }
     connect();

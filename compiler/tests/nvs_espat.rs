@@ -12,7 +12,7 @@ use espfleet_compiler::nvs::{Options, TrailingPages, Version, decode};
 
 /// Builds `mfg_nvs.csv` as esp-at's `mfg_nvs.py` does for the default master config (spec 8.1/12.3).
 fn mfg_nvs_csv() -> String {
-    let raw = nvs_support::shared_dir().join("reference/esp-at/master/raw_data");
+    let raw = nvs_support::test_data_dir().join("esp-at/master/raw_data");
     let p = |rel: &str| raw.join(rel).display().to_string();
     let mut csv = String::from("key,type,encoding,value\n");
     let pki: [(&str, &[(&str, &str)]); 9] = [

@@ -1,24 +1,14 @@
-//! Every partition-table golden case in `shared/golden/partitions/` (made with
-//! gen_esp32part.py 1.5, see `shared/golden/README.md`), in both directions:
+//! Every partition-table golden case in `tests/data/golden/partitions/` (made with
+//! gen_esp32part.py 1.5, see `tests/data/golden/README.md`), in both directions:
 //! CSV → binary byte for byte, and binary → CSV → binary as the identity.
 
 use std::path::PathBuf;
 
 use espfleet_compiler::partition_table::{PartitionTable, TableOptions, parse_csv};
 
-/// `shared/golden` beside the repository (`<repo>/../shared`; worktrees under `wt/` are one
-/// level deeper), or `$ESPFLEET_SHARED_DIR/golden`.
+/// The golden vectors in the repository (`<repo>/tests/data/golden`).
 fn golden_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("ESPFLEET_SHARED_DIR") {
-        return PathBuf::from(dir).join("golden");
-    }
-    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir
-        .ancestors()
-        .skip(2) // <repo>/compiler -> <repo> -> its parent
-        .map(|a| a.join("shared/golden"))
-        .find(|p| p.join("manifest.json").is_file())
-        .expect("shared/golden not found beside the repository; set ESPFLEET_SHARED_DIR")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/golden")
 }
 
 struct Case {

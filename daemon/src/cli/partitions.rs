@@ -226,17 +226,10 @@ mod tests {
     use crate::cli::ColorChoice;
 
     fn golden(name: &str) -> PathBuf {
-        let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let shared = match std::env::var_os("ESPFLEET_SHARED_DIR") {
-            Some(dir) => PathBuf::from(dir),
-            None => manifest_dir
-                .ancestors()
-                .skip(2)
-                .map(|a| a.join("shared"))
-                .find(|p| p.join("golden/manifest.json").is_file())
-                .expect("shared/ not found beside the repository; set ESPFLEET_SHARED_DIR"),
-        };
-        shared.join("golden/partitions").join(name)
+        // The golden vectors in the repository (see tests/data/golden/README.md).
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/data/golden/partitions")
+            .join(name)
     }
 
     fn args(input: &Path, output: &Path, extra: &[&str]) -> PartitionsArgs {

@@ -8,7 +8,7 @@
 //! usb_device → interface → usb-serial port → tty description (parents first, so the daemon's
 //! parent lookup sees the USB facts), an ioctl pass-through handler (umockdev 0.17 answers
 //! ENOTTY to termios ioctls otherwise), and an `espfleet-sim` board running on the master end
-//! of the pty umockdev made for the node. See shared spec testing-hotplug.md §2.
+//! of the pty umockdev made for the node. See `docs/testing-hotplug.md` §2.
 //!
 //! Needs the Debian packages `umockdev` and `libumockdev-dev` (tests/apt-packages.txt).
 // The C API of libumockdev and GObject is only reachable through FFI.

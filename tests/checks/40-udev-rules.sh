@@ -3,7 +3,7 @@
 # (umockdev kernel-only descriptions in tests/umockdev/, so udev's own builtins compute the
 # ID_* properties), in a private mount namespace because `udevadm test` is not a dry run
 # (it chmods nodes, creates /dev links and writes /run/udev). See
-# shared spec testing-hotplug.md §5.2. Needs root (unshare), udev and umockdev.
+# `docs/testing-hotplug.md` §5.2. Needs root (unshare), udev and umockdev.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 rules=$(realpath systemd)

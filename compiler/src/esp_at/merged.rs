@@ -1,4 +1,4 @@
-//! The merged factory image (`factory/factory_<MODULE>.bin`), spec 10.4.
+//! The merged factory image (`factory/factory_<MODULE>.bin`), `docs/formats/esp-at-images.md` §10.4.
 //!
 //! Two generators, chosen by release ([`super::release::ReleaseFormats::merge_tool`]):
 //!

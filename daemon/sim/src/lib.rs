@@ -1,6 +1,6 @@
 //! A faithful simulated ESP32 / ESP32-C3: the ROM serial bootloader and the flasher stub,
 //! spoken on a pseudo-terminal, so esptool, espflash and espfleet's own flasher can be run with
-//! no board attached. The behaviour follows `shared/spec/esp-serial-protocol.md` (issue #6);
+//! no board attached. The behaviour follows `docs/formats/rom-serial-protocol.md` (issue #6);
 //! section numbers in comments refer to it.
 //!
 //! # Use

@@ -1,5 +1,5 @@
 //! The simulator driven by espflash 4.7 as a library, the way espfleet's flasher uses it: ROM and
-//! stub on both chips, with the no-reset options a pty needs (spec sections 10 and 11). The
+//! stub on both chips, with the no-reset options a pty needs (`docs/formats/rom-serial-protocol.md` §10 and §11). The
 //! expected bytes are the segments themselves; espflash checks each write by MD5 (`verify`).
 
 use std::borrow::Cow;

@@ -335,7 +335,7 @@ mod tests {
     }
 
     /// What a user sees for a table with several problems: every error with its line and a
-    /// help, in the tool's order (expected text written by hand from the messages in the spec).
+    /// help, in the tool's order (expected text written by hand from the messages in `docs/formats/partition-table.md` §3–§6).
     #[test]
     fn errors_name_the_csv_line() {
         let dir = tempfile::tempdir().unwrap();

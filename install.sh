@@ -29,8 +29,9 @@ say() { printf '==> %s\n' "$*"; }
 die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
 
 # --- 1. Debian packages -------------------------------------------------------------------
-# gcc/libc6-dev: the linker rustc calls; pkg-config/libudev-dev: the udev and serialport crates.
-build_deps=(gcc libc6-dev pkg-config libudev-dev)
+# gcc/libc6-dev: the linker rustc calls; pkg-config/libudev-dev: the udev and serialport crates;
+# ca-certificates: cargo fetching crates over HTTPS.
+build_deps=(ca-certificates gcc libc6-dev pkg-config libudev-dev)
 missing=()
 for p in "${build_deps[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

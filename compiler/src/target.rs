@@ -55,6 +55,14 @@ impl Chip {
         }
     }
 
+    /// The UF2 family id esptool writes for this chip (`UF2_FAMILY_ID` of its target class).
+    pub fn uf2_family_id(self) -> u32 {
+        match self {
+            Chip::Esp32 => 0x1C5F_21B0,
+            Chip::Esp32c3 => 0xD42B_A06C,
+        }
+    }
+
     /// The chip-specific frequency code esptool writes into an image header (`docs/formats/esp-at-images.md` §10.3).
     pub fn flash_freq_code(self, freq: FlashFreq) -> u8 {
         // ESP32 and ESP32-C3 share esptool's table.

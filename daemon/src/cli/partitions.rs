@@ -31,6 +31,26 @@ use super::GlobalOpts;
 
 /// Arguments of `espfleet partitions` (gen_esp32part.py's, by name).
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+A drop-in for ESP-IDF's gen_esp32part.py 1.5: the direction follows from the input (a binary
+starts with AA 50), the options and messages are the tool's. The rules are in
+docs/formats/partition-table.md.
+
+Examples:
+  espfleet partitions partitions.csv partition-table.bin
+  espfleet partitions partition-table.bin                 # binary -> CSV on stdout
+  # ESP-AT's primary table: no MD5 record, checked against the flash size:
+  espfleet partitions --disable-md5sum --flash-size 4MB partitions_at.csv partition-table.bin
+  espfleet partitions --offset 0x10000 big.csv big.bin    # table at 0x10000, parts from 0x11000
+  cat partitions.csv | espfleet partitions - - > partition-table.bin
+
+Exit status (gen_esp32part.py's, so build scripts can swap one for the other):
+  0  success
+  1  inputs on which the Python tool crashes: values that do not fit the binary (type > 255,
+     offset >= 4 GiB, a negative resolved size), text that is not UTF-8, a bad
+     --extra-partition-subtypes value; also failing to write the output
+  2  invalid input reported as such (CSV syntax, layout, verification, flash size, table too
+     large, corrupt binary), unreadable input, bad options")]
 pub struct PartitionsArgs {
     /// CSV or binary partition table to read; `-` reads stdin.
     #[arg(value_name = "INPUT")]

@@ -12,6 +12,7 @@
 //! Manifests come through [`manifests::ManifestLoader`], so the loop never depends on how a
 //! manifest becomes images.
 
+pub mod access;
 pub mod board;
 pub mod device;
 pub mod entry;

@@ -43,12 +43,20 @@ impl ManifestLoader for CompilerLoader {
     fn load(&self, path: &Path) -> Result<LoadedManifest, String> {
         let (plan, _warnings) = espfleet_compiler::manifest::load(path).map_err(|d| render(&d))?;
         let image = build_image(&plan, &self.cache_dir)?;
+        let extends = plan
+            .files
+            .0
+            .keys()
+            .filter(|p| p.extension().is_some_and(|e| e == "kdl") && p.as_path() != path)
+            .cloned()
+            .collect();
         Ok(LoadedManifest {
             file: String::new(),
             name: plan.name.clone(),
             chip: plan.chip,
             rules: plan.matches.clone(),
             image: std::sync::Arc::new(image),
+            extends,
         })
     }
 }

@@ -40,6 +40,7 @@ pub struct CheckArgs {
 
 /// Validates every manifest; prints one `ok` line per valid manifest on stdout and the
 /// diagnostics of the others on stderr.
+#[allow(clippy::needless_pass_by_value)] // the shared dispatch signature
 pub fn run(args: CheckArgs, global: &GlobalOpts) -> miette::Result<ExitCode> {
     let account = args.as_user.as_deref().map(Account::lookup).transpose()?;
     let files = manifest::discover::discover(&args.manifests)

@@ -304,19 +304,19 @@ mod tests {
             uid: 990,
             gids: vec![990],
         };
-        let open = [perm("/", 0o40755, 0, 0), perm("/etc", 0o40755, 0, 0)];
+        let open = [perm("/", 0o40_755, 0, 0), perm("/etc", 0o40_755, 0, 0)];
         // Root-owned 0600: the normal case, and unreadable for the service.
-        let key = perm("/etc/k.pem", 0o100600, 0, 0);
+        let key = perm("/etc/k.pem", 0o100_600, 0, 0);
         assert!(matches!(
             decide(&service, &open, &key, Need::Read),
             Err(Denial::NoAccess {
-                mode: 0o100600,
+                mode: 0o100_600,
                 uid: 0,
                 gid: 0
             })
         ));
         // Group espfleet, 0640: readable, and not by the world.
-        let key = perm("/etc/k.pem", 0o100640, 0, 990);
+        let key = perm("/etc/k.pem", 0o100_640, 0, 990);
         assert_eq!(decide(&service, &open, &key, Need::Read), Ok(()));
         let other = Account {
             name: "o".into(),
@@ -325,18 +325,21 @@ mod tests {
         };
         assert!(decide(&other, &open, &key, Need::Read).is_err());
         // The owner's bits apply to the owner even when the group's would allow more.
-        let owned = perm("/etc/k.pem", 0o100040, 990, 990);
+        let owned = perm("/etc/k.pem", 0o100_040, 990, 990);
         assert!(decide(&service, &open, &owned, Need::Read).is_err());
         // A directory on the way without x for the service stops it.
-        let closed = [perm("/", 0o40755, 0, 0), perm("/etc/fleet", 0o40750, 0, 0)];
+        let closed = [
+            perm("/", 0o40_755, 0, 0),
+            perm("/etc/fleet", 0o40_750, 0, 0),
+        ];
         assert!(matches!(
             decide(&service, &closed, &key, Need::Read),
             Err(Denial::NoSearch { ref dir, .. }) if dir == Path::new("/etc/fleet")
         ));
         // Listing needs r and x.
-        let dir = perm("/etc/fleet", 0o40710, 0, 990);
+        let dir = perm("/etc/fleet", 0o40_710, 0, 990);
         assert!(decide(&service, &open, &dir, Need::List).is_err());
-        let dir = perm("/etc/fleet", 0o40750, 0, 990);
+        let dir = perm("/etc/fleet", 0o40_750, 0, 990);
         assert_eq!(decide(&service, &open, &dir, Need::List), Ok(()));
         // Root passes everything.
         let root = Account {
@@ -345,7 +348,7 @@ mod tests {
             gids: vec![0],
         };
         assert_eq!(
-            decide(&root, &closed, &perm("/x", 0o100000, 5, 5), Need::Read),
+            decide(&root, &closed, &perm("/x", 0o100_000, 5, 5), Need::Read),
             Ok(())
         );
     }

@@ -116,7 +116,7 @@ impl ManifestStore {
             }
         }
         found.sort();
-        let loaded: Vec<(String, PathBuf, Result<LoadedManifest, String>)> = found
+        let results: Vec<(String, PathBuf, Result<LoadedManifest, String>)> = found
             .into_iter()
             .map(|(key, path)| {
                 let result = loader.load(&path);
@@ -124,12 +124,12 @@ impl ManifestStore {
             })
             .collect();
         let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-        let bases: std::collections::BTreeSet<PathBuf> = loaded
+        let bases: std::collections::BTreeSet<PathBuf> = results
             .iter()
             .filter_map(|(_, _, r)| r.as_ref().ok())
             .flat_map(|m| m.extends.iter().map(|p| canon(p)))
             .collect();
-        let files: Vec<(String, Result<LoadedManifest, String>)> = loaded
+        let files: Vec<(String, Result<LoadedManifest, String>)> = results
             .into_iter()
             .filter(|(_, path, _)| !bases.contains(&canon(path)))
             .map(|(key, _, result)| (key, result))

@@ -52,6 +52,7 @@ fi
 
 # --- 2. the binaries ------------------------------------------------------------------------
 cargo_home=${CARGO_HOME:-$HOME/.cargo}
+user_path=$PATH
 if ! command -v cargo >/dev/null; then
   [ -x "$cargo_home/bin/cargo" ] || die "no Rust toolchain: install it from https://rustup.rs (stable), then run ./install.sh again"
   export PATH="$cargo_home/bin:$PATH"
@@ -63,7 +64,7 @@ espfleet="$bin_dir/espfleet"
 [ -x "$espfleet" ] || die "espfleet was not installed into $bin_dir"
 "$espfleet" --version
 
-case ":$PATH:" in
+case ":$user_path:" in
   *":$bin_dir:"*) ;;
   *) say "add $bin_dir to your PATH to run espfleet by name" ;;
 esac

@@ -246,13 +246,18 @@ pub fn check(account: &Account, path: &Path, need: Need) -> Result<(), Denial> {
     if let Some(setting) = sandboxed(&real) {
         return Err(Denial::Sandboxed { setting });
     }
+    permissions(account, &real, need)
+}
+
+/// [`check`] without the sandbox: the mode bits of `real` (a canonical path) and its parents.
+fn permissions(account: &Account, real: &Path, need: Need) -> Result<(), Denial> {
     let mut dirs = real
         .ancestors()
         .skip(1)
         .map(Perm::of)
         .collect::<Result<Vec<_>, _>>()?;
     dirs.reverse();
-    decide(account, &dirs, &Perm::of(&real)?, need)
+    decide(account, &dirs, &Perm::of(real)?, need)
 }
 
 #[cfg(test)]
@@ -367,7 +372,15 @@ mod tests {
             uid: meta.uid(),
             gids: vec![meta.gid()],
         };
-        assert_eq!(check(&me, &key, Need::Read), Ok(()));
+        // (`permissions`, not `check`: the checkout itself may lie under /tmp or /home.)
+        let real = std::fs::canonicalize(&key).unwrap();
+        assert_eq!(permissions(&me, &real, Need::Read), Ok(()));
+        let stranger = Account {
+            name: "s".into(),
+            uid: meta.uid().wrapping_add(1),
+            gids: vec![meta.gid().wrapping_add(1)],
+        };
+        assert!(permissions(&stranger, &real, Need::Read).is_err());
         assert!(matches!(
             check(&me, &dir.path().join("gone"), Need::Read),
             Err(Denial::Missing(_))

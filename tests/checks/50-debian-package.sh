@@ -59,7 +59,20 @@ dirs_before=$(mktemp)
 dpkg-deb --contents "$deb" | awk '{print $6}' | sed 's|^\./|/|; s|/$||' | while read -r p; do
   if [ -n "$p" ] && [ -d "$p" ]; then echo "$p"; fi
 done > "$dirs_before"
-dpkg -i "$deb"
+ctl=$(mktemp -d)
+dpkg-deb -e "$deb" "$ctl"
+for script in preinst postinst prerm postrm; do
+  if [ -f "$ctl/$script" ]; then
+    sh -n "$ctl/$script" && ok "$script parses" || bad "$script has a syntax error"
+  fi
+done
+rm -rf "$ctl"
+# A maintainer script's error can go unnoticed by dpkg (a failing command inside an `if`, a
+# `|| true`); the shell names the script and line when it complains, so look for that.
+script_errors() { grep -E '/var/lib/dpkg/(info|tmp\.ci)/espfleet\.(preinst|postinst|prerm|postrm): [0-9]+:' <<<"$1"; }
+install_log=$(dpkg -i "$deb" 2>&1) || { echo "$install_log"; bad "dpkg -i failed"; exit 1; }
+echo "$install_log"
+if script_errors "$install_log"; then bad "a maintainer script failed while installing"; fi
 installed=$(dpkg -L espfleet)
 getent passwd espfleet >/dev/null && ok "postinst created the espfleet user" || bad "no espfleet user"
 [ -d /etc/espfleet/manifests ] && ok "postinst created /etc/espfleet/manifests" \
@@ -101,7 +114,9 @@ fi
 stage "installed checks done"
 
 # --- 5. purge ------------------------------------------------------------------------------
-dpkg --purge espfleet
+purge_log=$(dpkg --purge espfleet 2>&1) || { echo "$purge_log"; bad "dpkg --purge failed"; }
+echo "$purge_log"
+if script_errors "$purge_log"; then bad "a maintainer script failed while purging"; fi
 trap 'rm -rf "$out"' EXIT
 left=0
 while read -r p; do

@@ -84,20 +84,12 @@ fn launch(
     }
     let profile = ChipProfile::of(config.chip);
     let identity = match config.faults.report_chip {
-        None => Identity {
-            magic: profile.magic,
-            security_chip_id: profile.security_chip_id,
-        },
-        Some(ReportedChip::Chip(c)) => {
-            let p = ChipProfile::of(c);
-            Identity {
-                magic: p.magic,
-                security_chip_id: p.security_chip_id,
-            }
-        }
+        None => Identity::of(&profile),
+        Some(ReportedChip::Chip(c)) => Identity::of(&ChipProfile::of(c)),
         Some(ReportedChip::Magic(magic)) => Identity {
             magic,
             security_chip_id: None,
+            rom_refusal: profile.rom_refusal,
         },
     };
     let jedec = config

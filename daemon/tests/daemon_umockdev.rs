@@ -688,3 +688,53 @@ fn bench_hotplug_throughput() {
     }
     bench.stop_daemon();
 }
+
+/// The benchmark behind the per-chip line of `tests/bench/hotplug.sh` (ignored in normal runs):
+/// one board of each chip, paced like a real one at 921,600 baud, plugged into the real daemon:
+/// the time from the plug event to "flashed" on an erased board, then to "verified" when the
+/// same board (same flash) is plugged again. The ESP32 ROM refuses GET_SECURITY_INFO the way
+/// the real one does (`daemon/sim/README.md`), so a flasher that waits on it shows here.
+#[test]
+#[ignore = "benchmark: run tests/bench/hotplug.sh"]
+fn bench_plug_to_flashed_one_board_per_chip() {
+    if !ensure_mock_env("bench_plug_to_flashed_one_board_per_chip") {
+        return;
+    }
+    let mut bench = Bench::new();
+    let m = bench.manifests();
+    write_atomically(
+        &m.join("bench-esp32.kdl"),
+        &manifest("bench-esp32", Chip::Esp32, "match usb-path=\"1-1.1\""),
+    );
+    write_atomically(
+        &m.join("bench-c3.kdl"),
+        &manifest("bench-c3", Chip::Esp32c3, "match usb-path=\"1-1.2\""),
+    );
+    let _notify = bench.start_daemon();
+    for (slot, chip, file) in [
+        (1u8, Chip::Esp32, "bench-esp32.kdl"),
+        (2, Chip::Esp32c3, "bench-c3.kdl"),
+    ] {
+        let flash_file = bench.dir.path().join(format!("slot{slot}.flash"));
+        let mut times = Vec::new();
+        for (round, want) in [(1, Outcome::Flashed), (2, Outcome::Verified)] {
+            let start = Instant::now();
+            let board = bench.plug(slot, chip, |c| {
+                c.pacing = Pacing::REALISTIC;
+                c.flash_file = Some(flash_file.clone());
+            });
+            let r = &bench.wait_records(slot, round)[round - 1];
+            times.push(start.elapsed());
+            assert_eq!(r.outcome, want, "{r:#?}");
+            assert_holds(&board, &expected_image(&m.join(file)));
+            bench.unplug(&board);
+            drop(board);
+        }
+        println!(
+            "chip={chip}  plug-to-flashed {:>6.2} s (erased board)  plug-to-verified {:>6.2} s (unchanged board)",
+            times[0].as_secs_f64(),
+            times[1].as_secs_f64()
+        );
+    }
+    bench.stop_daemon();
+}

@@ -226,6 +226,8 @@ struct Bench {
     dir: tempfile::TempDir,
     daemon: Option<Child>,
     next_tty: u32,
+    /// `ESPFLEET_LOG` for the daemon.
+    log_filter: &'static str,
 }
 
 fn repo_root() -> PathBuf {
@@ -273,6 +275,7 @@ impl Bench {
             dir,
             daemon: None,
             next_tty: 0,
+            log_filter: "info,espflash=error",
         }
     }
 
@@ -316,7 +319,7 @@ impl Bench {
             ])
             .env("NOTIFY_SOCKET", &notify_path)
             .env("WATCHDOG_USEC", "2000000")
-            .env("ESPFLEET_LOG", "info,espflash=error")
+            .env("ESPFLEET_LOG", self.log_filter)
             .stderr(log)
             .spawn()
             .unwrap();
@@ -737,4 +740,92 @@ fn bench_plug_to_flashed_one_board_per_chip() {
         );
     }
     bench.stop_daemon();
+}
+
+/// No key material in the daemon's log at its highest verbosity (`ESPFLEET_LOG=trace`, which is
+/// what would reach journald): one ESP32 and one ESP32-C3 flashed with the example manifests'
+/// private keys in `mfg_nvs`; every byte of the log is searched for every line of every key, as
+/// text and as byte lists (the CLI's side is `tests/secrets_in_logs.rs`).
+#[test]
+fn daemon_logs_no_key_material_at_trace() {
+    if !ensure_mock_env("daemon_logs_no_key_material_at_trace") {
+        return;
+    }
+    let mut bench = Bench::new();
+    bench.log_filter = "trace";
+    let m = bench.manifests();
+    let examples = repo_root().join("manifests/examples");
+    for (file, base, slot) in [
+        ("keys-esp32.kdl", "wroom-32.kdl", 1),
+        ("keys-c3.kdl", "mini-1-c3.kdl", 2),
+    ] {
+        write_atomically(
+            &m.join(file),
+            &format!(
+                "espfleet 1\nname \"{file}\"\nextends \"{}\"\nmatch usb-path=\"1-1.{slot}\"\n",
+                examples.join(base).display()
+            ),
+        );
+    }
+    let _notify = bench.start_daemon();
+    let boards = [
+        bench.plug(1, Chip::Esp32, |_| {}),
+        bench.plug(2, Chip::Esp32c3, |_| {}),
+    ];
+    let mut keys = Vec::new();
+    for (b, file, base) in [
+        (&boards[0], "keys-esp32.kdl", "wroom-32.kdl"),
+        (&boards[1], "keys-c3.kdl", "mini-1-c3.kdl"),
+    ] {
+        let r = &bench.wait_records(b.slot, 1)[0];
+        assert_eq!(r.outcome, Outcome::Flashed, "{r:#?}");
+        assert_holds(b, &expected_image(&m.join(file)));
+        let text = std::fs::read_to_string(examples.join(base)).unwrap();
+        for line in text.lines().filter(|l| {
+            l.trim_start()
+                .split(' ')
+                .next()
+                .is_some_and(|w| w.ends_with("-key"))
+        }) {
+            keys.extend(line.split('"').skip(1).step_by(2).map(|p| examples.join(p)));
+        }
+    }
+    bench.stop_daemon();
+    let log = bench.log();
+    assert!(
+        log.contains("TRACE") || log.contains("DEBUG"),
+        "not at trace:\n{log}"
+    );
+    assert!(keys.len() >= 4, "{keys:?}");
+    for key in &keys {
+        let text = std::fs::read(key).unwrap();
+        for line in text.split(|&b| b == b'\n').filter(|l| l.len() >= 8) {
+            for piece in std::iter::once(line).chain(line.chunks(16).filter(|c| c.len() >= 8)) {
+                let hex = |sep: &str| {
+                    piece
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<Vec<_>>()
+                        .join(sep)
+                };
+                let dec = piece
+                    .iter()
+                    .map(u8::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                for r in [
+                    String::from_utf8_lossy(piece).into_owned(),
+                    hex(""),
+                    hex(", "),
+                    dec,
+                ] {
+                    assert!(
+                        !log.contains(&r),
+                        "the daemon's log holds part of {}",
+                        key.display()
+                    );
+                }
+            }
+        }
+    }
 }

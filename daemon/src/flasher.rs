@@ -46,7 +46,7 @@ use md5::{Digest as _, Md5};
 
 use self::session::Loader;
 
-pub use self::error::{BoardState, FlashError};
+pub use self::error::{BoardState, FlashError, PartialWrite};
 pub use self::port::{Port, USB_SERIAL_JTAG_PID, UsbIds};
 
 /// Flash sector size: the erase unit, and so the alignment every part must have.
@@ -403,22 +403,18 @@ impl Session {
             self.finish(false)?;
             return Ok(self.report(image, &changed, false));
         }
-        // Raise the baud only now: identifying and comparing move a few hundred bytes, writing
-        // (and the stub upload) moves the images.
+        // The baud was raised in `compare` at the first changed part (a no-op if it is there).
         self.loader
             .set_baud(self.opts.baud)
             .map_err(untouched(&port, "changing the baud rate"))?;
-        let stub = match compressor.as_mut() {
-            Some(compressor) => {
-                self.write_with_stub(
-                    image, compressor, &changed, &local_md5, &write_len, on_event,
-                )?;
-                true
-            }
-            None => {
-                self.write_with_rom(image, &changed, &local_md5, &write_len, on_event)?;
-                false
-            }
+        let stub = if let Some(compressor) = compressor.as_mut() {
+            self.write_with_stub(
+                image, compressor, &changed, &local_md5, &write_len, on_event,
+            )?;
+            true
+        } else {
+            self.write_with_rom(image, &changed, &local_md5, &write_len, on_event)?;
+            false
         };
         on_event(FlashEvent::Resetting);
         self.finish(stub)?;
@@ -459,6 +455,10 @@ impl Session {
     /// Reading flash for an MD5 takes time on the device (about 0.1 s per MiB), so a part's
     /// first sector is checked first: when it differs (an erased board, a new build) the part is
     /// known to be changed without reading the rest.
+    ///
+    /// The session runs at 115200 until the first changed part: a board that holds everything
+    /// never pays for a baud change, and once something is to be written the remaining
+    /// comparisons already run at the transfer speed.
     fn compare(
         &mut self,
         image: &FlashImage,
@@ -487,6 +487,11 @@ impl Session {
             if same {
                 on_event(FlashEvent::PartUnchanged { index });
                 continue;
+            }
+            if changed.is_empty() {
+                self.loader
+                    .set_baud(self.opts.baud)
+                    .map_err(untouched(&port, "changing the baud rate"))?;
             }
             changed.push(index);
             let head = head_len(&seg.data);
@@ -760,11 +765,11 @@ fn partially_written(
     if verified.is_empty() && unverified.is_empty() && current.is_none() {
         return BoardState::Untouched;
     }
-    BoardState::PartiallyWritten {
+    BoardState::PartiallyWritten(Box::new(PartialWrite {
         completed: names(image, verified),
         unverified: names(image, unverified),
         interrupted: current.map(|i| image.segments[i].name.clone()),
-    }
+    }))
 }
 
 /// Turns an error from the write phase into one that says what the board holds now: `verified`

@@ -359,23 +359,27 @@ fn answers_sync(port: &Path) -> bool {
     use std::io::{Read as _, Write as _};
     use std::time::{Duration, Instant};
     let mut tty = serialport::new(port.to_string_lossy(), 115_200)
-        .timeout(Duration::from_millis(50))
+        .timeout(Duration::from_millis(20))
         .open_native()
         .unwrap();
-    tty.write_all(&slip::encode(&Packet::encode(op::SYNC, &SYNC_PAYLOAD, 0)))
-        .unwrap();
     let mut decoder = slip::Decoder::new();
-    let deadline = Instant::now() + Duration::from_secs(1);
     let mut byte = [0u8; 1];
-    while Instant::now() < deadline {
-        if !matches!(tty.read(&mut byte), Ok(1)) {
-            continue;
-        }
-        if let Some(Ok(frame)) = decoder.push(byte[0])
-            && frame.len() >= 2
-            && frame[..2] == [1, op::SYNC]
-        {
-            return true;
+    // Five tries, as both real clients make per connect attempt: the board may still be busy
+    // finishing what the last client sent.
+    for _ in 0..5 {
+        tty.write_all(&slip::encode(&Packet::encode(op::SYNC, &SYNC_PAYLOAD, 0)))
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_millis(300);
+        while Instant::now() < deadline {
+            if !matches!(tty.read(&mut byte), Ok(1)) {
+                continue;
+            }
+            if let Some(Ok(frame)) = decoder.push(byte[0])
+                && frame.len() >= 2
+                && frame[..2] == [1, op::SYNC]
+            {
+                return true;
+            }
         }
     }
     false
@@ -678,7 +682,7 @@ fn manifest_match_mac_is_enforced_unless_ignored() {
         )
     };
     let other = sim(Chip::Esp32c3, |c| {
-        c.mac = Some([0x58, 0xcf, 0x79, 0, 0, 0x07])
+        c.mac = Some([0x58, 0xcf, 0x79, 0, 0, 0x07]);
     });
     let (code, json, stderr) = run(other.path(), &[]);
     assert_failed(
@@ -695,7 +699,7 @@ fn manifest_match_mac_is_enforced_unless_ignored() {
     assert_eq!(json["mac"], "58:cf:79:00:00:07");
 
     let named = sim(Chip::Esp32c3, |c| {
-        c.mac = Some([0x58, 0xcf, 0x79, 0, 0, 0x42])
+        c.mac = Some([0x58, 0xcf, 0x79, 0, 0, 0x42]);
     });
     let (code, _, stderr) = run(named.path(), &[]);
     assert_eq!(code, 0, "{stderr}");

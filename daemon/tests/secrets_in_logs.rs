@@ -25,8 +25,7 @@ fn keys_of(manifest: &str) -> Vec<PathBuf> {
     let mut keys: Vec<PathBuf> = text
         .lines()
         .filter(|l| {
-            l.trim_start()
-                .split_whitespace()
+            l.split_whitespace()
                 .next()
                 .is_some_and(|w| w.ends_with("-key"))
         })

@@ -20,4 +20,4 @@ echo "16 boards vs one: ${ratio}x (target >= 12x)"
 awk -v r="$ratio" 'BEGIN { exit !(r >= 12) }' || { echo "BELOW TARGET"; exit 1; }
 out=$(cargo test --release --locked -p espfleet --test daemon_umockdev -- --ignored --exact bench_plug_to_flashed_one_board_per_chip --nocapture 2>&1) || {
   echo "$out"; exit 1; }
-grep -E '^chip=' <<<"$out"
+grep -oE 'chip=.*' <<<"$out"

@@ -19,6 +19,7 @@ use crate::flasher::{
 
 /// Arguments of `espfleet flash`.
 #[derive(Debug, clap::Args)]
+#[allow(clippy::struct_excessive_bools)] // command-line switches, each its own flag
 #[command(
     after_help = "Examples:\n  espfleet flash manifests/examples/wroom-32.kdl --port /dev/ttyUSB0\n  \
 espfleet flash --chip esp32c3 --port /dev/ttyACM0 --image 0x0=bootloader.bin --image 0x8000=partition-table.bin \

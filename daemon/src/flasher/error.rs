@@ -14,20 +14,8 @@ use thiserror::Error;
 pub enum BoardState {
     /// Nothing was written: the flash holds whatever it held before.
     Untouched,
-    /// Writing stopped part way. `completed` parts are written and proven by MD5; `unverified`
-    /// ones were sent block by block and acknowledged but not checked yet (with the stub the MD5
-    /// checks run after the last part); `interrupted` is the part that was being written (it is
-    /// incomplete), if one was.
-    PartiallyWritten {
-        /// Parts written and verified by MD5 before the failure.
-        completed: Vec<String>,
-        /// Parts sent (every block acknowledged) but not verified.
-        #[serde(skip_serializing_if = "Vec::is_empty")]
-        unverified: Vec<String>,
-        /// The part being written when it failed; its region holds a mix of old, erased and
-        /// new bytes.
-        interrupted: Option<String>,
-    },
+    /// Writing stopped part way (see [`PartialWrite`]).
+    PartiallyWritten(Box<PartialWrite>),
     /// Every part was sent and acknowledged block by block, but checking them failed part way;
     /// `verified` ones are proven, the others are probably right, but nothing proves it.
     SentNotVerified {
@@ -41,17 +29,34 @@ pub enum BoardState {
     WrittenNotReset,
 }
 
+/// What a write that stopped part way left: `completed` parts are written and proven by MD5;
+/// `unverified` ones were sent block by block and acknowledged but not checked yet (with the
+/// stub the MD5 checks run after the last part); `interrupted` is the part that was being
+/// written (it is incomplete), if one was.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PartialWrite {
+    /// Parts written and verified by MD5 before the failure.
+    pub completed: Vec<String>,
+    /// Parts sent (every block acknowledged) but not verified.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unverified: Vec<String>,
+    /// The part being written when it failed; its region holds a mix of old, erased and new
+    /// bytes.
+    pub interrupted: Option<String>,
+}
+
 impl fmt::Display for BoardState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BoardState::Untouched => {
                 f.write_str("nothing was written; the board's flash is unchanged")
             }
-            BoardState::PartiallyWritten {
-                completed,
-                unverified,
-                interrupted,
-            } => {
+            BoardState::PartiallyWritten(partial) => {
+                let PartialWrite {
+                    completed,
+                    unverified,
+                    interrupted,
+                } = &**partial;
                 match interrupted {
                     Some(part) => {
                         write!(f, "the board is PARTIALLY WRITTEN: `{part}` is incomplete")?;

@@ -214,7 +214,7 @@ impl Loader {
             // Some chips refuse the attach while the flash answers anyway (espflash ignores it too).
             let _ = self.attach(spi);
             let id = self.flash_id()?;
-            let code = (id >> 16) as u8;
+            let code = id.to_le_bytes()[2]; // capacity code: 2^code bytes
             if code == 0xFF {
                 continue; // nothing answered on these pins
             }

@@ -18,6 +18,7 @@ pub mod device_match;
 pub mod esp_at;
 pub mod image;
 pub mod import;
+pub mod input;
 pub mod inspect;
 pub mod manifest;
 pub mod nvs;

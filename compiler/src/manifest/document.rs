@@ -481,39 +481,9 @@ const TOP_LEVEL: &[&str] = &[
 /// resolving can go on and report its own problems in the same run.
 pub fn parse(file: &SourceFile) -> (Document, Vec<ManifestError>) {
     let mut problems = Problems::default();
-    let kdl = match file.text().parse::<KdlDocument>() {
+    let kdl = match super::kdl_guard::parse(file) {
         Ok(d) => d,
-        Err(e) => {
-            for d in &e.diagnostics {
-                let place = Place {
-                    file: file.clone(),
-                    span: d.span,
-                };
-                let msg = d
-                    .message
-                    .clone()
-                    .unwrap_or_else(|| "invalid KDL".to_owned());
-                let mut err =
-                    ManifestError::new(ErrorKind::SyntaxInvalid, format!("KDL syntax: {msg}"))
-                        .at(&place, d.label.clone().unwrap_or_else(|| "here".to_owned()));
-                err = err.help(d.help.clone().unwrap_or_else(|| {
-                    "manifests are KDL v2 documents: strings in double quotes, booleans as #true/#false".to_owned()
-                }));
-                problems.push(err);
-            }
-            if problems.0.is_empty() {
-                problems.push(
-                    ManifestError::new(ErrorKind::SyntaxInvalid, "KDL syntax error").at(
-                        &Place {
-                            file: file.clone(),
-                            span: (0, 0).into(),
-                        },
-                        "here",
-                    ),
-                );
-            }
-            return (Document::default(), problems.0);
-        }
+        Err(errors) => return (Document::default(), errors),
     };
     let mut doc = Document::default();
     let mut seen: Vec<(&str, Place)> = Vec::new();

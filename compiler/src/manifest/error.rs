@@ -64,6 +64,16 @@ pub enum ErrorKind {
     FirmwareInvalid,
     /// A certificate or key problem.
     CertificateInvalid,
+    /// A named file is a FIFO, device, socket or directory (read only from regular files).
+    FileNotRegular,
+    /// A named file is larger than its kind may be (`docs/input-limits.md`).
+    FileTooLarge,
+    /// A file that should be a manifest or a table holds a private key; it is not quoted.
+    FileHoldsKey,
+    /// Blocks (or comments) nested deeper than the parser is allowed to go.
+    NestingTooDeep,
+    /// A property given twice on one node (the last one wins, as in KDL): a warning.
+    PropertyRepeated,
 }
 
 impl ErrorKind {
@@ -95,6 +105,11 @@ impl ErrorKind {
         ErrorKind::GattsInvalid,
         ErrorKind::FirmwareInvalid,
         ErrorKind::CertificateInvalid,
+        ErrorKind::FileNotRegular,
+        ErrorKind::FileTooLarge,
+        ErrorKind::FileHoldsKey,
+        ErrorKind::NestingTooDeep,
+        ErrorKind::PropertyRepeated,
     ];
 
     /// The stable diagnostic code.
@@ -128,6 +143,11 @@ impl ErrorKind {
             ErrorKind::GattsInvalid => "espfleet::manifest::gatts_invalid",
             ErrorKind::FirmwareInvalid => "espfleet::manifest::firmware_invalid",
             ErrorKind::CertificateInvalid => "espfleet::manifest::certificate_invalid",
+            ErrorKind::FileNotRegular => "espfleet::manifest::file_not_regular",
+            ErrorKind::FileTooLarge => "espfleet::manifest::file_too_large",
+            ErrorKind::FileHoldsKey => "espfleet::manifest::file_holds_key",
+            ErrorKind::NestingTooDeep => "espfleet::manifest::nesting_too_deep",
+            ErrorKind::PropertyRepeated => "espfleet::manifest::property_repeated",
         }
     }
 }

@@ -14,6 +14,7 @@ use super::plan::{
 };
 use super::source::{Place, SourceFile, Spanned};
 use crate::catalogue::{Catalogue, Layout, Module};
+use crate::input::InputKind;
 use crate::release::{Era, NvsPages, Release};
 use crate::target::{Chip, FlashFreq, FlashMode, FlashSettings, FlashSize};
 
@@ -110,7 +111,7 @@ fn load_inner(
             .0
             .insert(path.to_path_buf(), Arc::from(text.as_bytes()));
     }
-    let mut stack: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let mut stack = super::extends_walk::ExtendsWalk::default();
     let merged = load_merged(path, None, &mut stack, &mut files, &mut diags);
     let Some((top, doc)) = merged else {
         return Err(diags);
@@ -136,6 +137,7 @@ fn load_inner(
 
 fn read_file(
     path: &Path,
+    kind: InputKind,
     place: Option<&Place>,
     files: &mut InputFiles,
     diags: &mut Diagnostics,
@@ -143,27 +145,14 @@ fn read_file(
     if let Some(b) = files.get(path) {
         return Some(b.clone());
     }
-    match fs_err::read(path) {
+    match crate::input::read(path, kind) {
         Ok(bytes) => {
             let bytes: Arc<[u8]> = bytes.into();
             files.0.insert(path.to_path_buf(), bytes.clone());
             Some(bytes)
         }
         Err(e) => {
-            let (kind, what) = if e.kind() == std::io::ErrorKind::NotFound {
-                (ErrorKind::FileMissing, "does not exist")
-            } else {
-                (ErrorKind::FileUnreadable, "cannot be read")
-            };
-            let mut err = ManifestError::new(kind, format!("{} {what}", path.display()));
-            err = match place {
-                Some(p) => err.at(p, "named here").help(format!(
-                    "paths are relative to the manifest that names them ({}); check the spelling, or create the file ({e})",
-                    p.file.dir().display()
-                )),
-                None => err.help(format!("check the path ({e})")),
-            };
-            diags.push(err);
+            diags.push(super::inputs::refused(&e, place));
             None
         }
     }
@@ -174,7 +163,7 @@ fn read_file(
 fn load_merged(
     path: &Path,
     named_at: Option<&Place>,
-    stack: &mut Vec<(PathBuf, PathBuf)>,
+    stack: &mut super::extends_walk::ExtendsWalk,
     files: &mut InputFiles,
     diags: &mut Diagnostics,
 ) -> Option<(SourceFile, Document)> {
@@ -198,7 +187,15 @@ fn load_merged(
         ));
         return None;
     }
-    let bytes = read_file(path, named_at, files, diags)?;
+    if let Err(e) = stack.admit(named_at) {
+        diags.push(e);
+        return None;
+    }
+    let bytes = read_file(path, InputKind::MANIFEST, named_at, files, diags)?;
+    if let Err(e) = super::inputs::check_manifest_text(path, &bytes, named_at) {
+        diags.push(e);
+        return None;
+    }
     let Ok(text) = String::from_utf8(bytes.to_vec()) else {
         let mut err = ManifestError::new(
             ErrorKind::FileUnreadable,
@@ -214,7 +211,7 @@ fn load_merged(
     let (doc, problems) = document::parse(&file);
     let syntax_failed = problems
         .iter()
-        .any(|p| p.kind() == ErrorKind::SyntaxInvalid);
+        .any(|p| super::kdl_guard::stops_parsing(p.kind()));
     for p in problems {
         diags.push(p);
     }
@@ -1105,7 +1102,13 @@ impl<'a> Resolver<'a> {
             }
             let file = p.file.as_ref().map(|f| f.place.file.dir().join(&f.value));
             if let (Some(path), Some(f)) = (&file, &p.file) {
-                let _ = read_file(path, Some(&f.place), self.files, self.diags);
+                let _ = read_file(
+                    path,
+                    InputKind::IMAGE,
+                    Some(&f.place),
+                    self.files,
+                    self.diags,
+                );
             }
             if let Some(existing) = rows.iter_mut().find(|r| r.name == p.name.value) {
                 let set = |slot: &mut String, v: &Option<Spanned<String>>| {
@@ -1456,13 +1459,28 @@ impl<'a> Resolver<'a> {
             let mut files = Vec::new();
             for f in &node.files {
                 let path = f.place.file.dir().join(&f.value);
-                if read_file(&path, Some(&f.place), self.files, self.diags).is_some() {
+                if read_file(
+                    &path,
+                    InputKind::CERTIFICATE,
+                    Some(&f.place),
+                    self.files,
+                    self.diags,
+                )
+                .is_some()
+                {
                     files.push(path);
                 }
             }
             let issuer = node.issuer.as_ref().and_then(|i| {
                 let path = i.place.file.dir().join(&i.value);
-                read_file(&path, Some(&i.place), self.files, self.diags).map(|_| path)
+                read_file(
+                    &path,
+                    InputKind::CERTIFICATE,
+                    Some(&i.place),
+                    self.files,
+                    self.diags,
+                )
+                .map(|_| path)
             });
             if role.kind() == PkiKind::Key {
                 // A key must come with its certificate and in the same number.
@@ -1549,7 +1567,13 @@ impl<'a> Resolver<'a> {
         }
         if let Some(g) = &node.gatts {
             let path = g.place.file.dir().join(&g.value);
-            let bytes = read_file(&path, Some(&g.place), self.files, self.diags)?;
+            let bytes = read_file(
+                &path,
+                InputKind::TABLE_CSV,
+                Some(&g.place),
+                self.files,
+                self.diags,
+            )?;
             return match read_gatts_csv(&bytes) {
                 Ok(plan) => Some(plan),
                 Err(why) => {
@@ -1701,7 +1725,15 @@ impl<'a> Resolver<'a> {
                 self.err(err);
                 continue;
             };
-            if read_file(&file, place.as_ref(), self.files, self.diags).is_some() {
+            if read_file(
+                &file,
+                InputKind::IMAGE,
+                place.as_ref(),
+                self.files,
+                self.diags,
+            )
+            .is_some()
+            {
                 out.push(PartPlan { name, offset, file });
             }
         }

@@ -499,7 +499,8 @@ fn same_file(path: &Path, img: &Image) -> bool {
             return false;
         }
     }
-    std::fs::read(path).is_ok_and(|b| *b == *img.bytes)
+    espfleet_compiler::input::read(path, espfleet_compiler::input::InputKind::IMAGE)
+        .is_ok_and(|b| *b == *img.bytes)
 }
 
 fn report_json(out: &Path, built: &[Built]) -> String {
@@ -561,13 +562,15 @@ impl Lock {
     }
 
     fn read(path: &Path) -> miette::Result<Lock> {
-        let text = fs_err::read_to_string(path).map_err(|e| {
-            miette::miette!(
-                code = "espfleet::cli::lock_unreadable",
-                help = "build once without --locked to create it",
-                "{e}"
-            )
-        })?;
+        let bytes = espfleet_compiler::input::read(path, espfleet_compiler::input::InputKind::LOCK)
+            .map_err(|e| {
+                miette::miette!(
+                    code = "espfleet::cli::lock_unreadable",
+                    help = "build once without --locked to create it",
+                    "{e}"
+                )
+            })?;
+        let text = String::from_utf8_lossy(&bytes);
         serde_json::from_str(&text).map_err(|e| {
             miette::miette!(
                 code = "espfleet::cli::lock_invalid",

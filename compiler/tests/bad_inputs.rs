@@ -1,0 +1,239 @@
+//! Hostile and broken inputs, one test per hole (issue 13), organised by class. Fixtures live in
+//! `tests/data/bad/<class>/`, named after the rule they break; `tests/data/bad/README.md` says
+//! how each was made. Inputs that cannot live in git (FIFOs, 50 MB files, symbolic links) are
+//! made by the test in a temporary directory. Every test asserts the stable diagnostic code.
+//!
+//! The directory doubles as a regression corpus: every file in it must be refused (or, for the
+//! `ok_` files, accepted) without a panic, an abort or a hang.
+
+use std::path::{Path, PathBuf};
+
+use espfleet_compiler::manifest::{self, Diagnostics};
+
+fn bad(class: &str, name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/bad")
+        .join(class)
+        .join(name)
+}
+
+/// Loads a manifest that must fail, and returns its diagnostics.
+fn refused(path: &Path) -> Diagnostics {
+    match manifest::load(path) {
+        Ok(_) => panic!("{} was accepted", path.display()),
+        Err(d) => d,
+    }
+}
+
+/// Asserts that `diags` holds an error (or warning) with `espfleet::manifest::<rule>`.
+fn assert_rule(diags: &Diagnostics, rule: &str) {
+    let code = format!("espfleet::manifest::{rule}");
+    assert!(
+        diags.errors.iter().any(|e| e.kind().code() == code),
+        "no {code}; got {:?}",
+        diags
+            .errors
+            .iter()
+            .map(|e| (e.kind().code(), e.message().to_owned()))
+            .collect::<Vec<_>>()
+    );
+}
+
+/// Runs `f` on a thread with a small stack, as a worker pool would: the guard must not depend
+/// on the caller's stack.
+fn on_small_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn_scoped(s, f)
+            .unwrap()
+            .join()
+            .unwrap()
+    })
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+// ---- nesting: the KDL parser's recursion --------------------------------------------------
+
+#[test]
+fn nesting_blocks_2000_deep_is_a_diagnostic_not_an_abort() {
+    let d = on_small_stack(|| refused(&bad("nesting", "blocks_2000_deep.kdl")));
+    assert_rule(&d, "nesting_too_deep");
+    let e = &d.errors[0];
+    // The label points at the 33rd `{` (the file starts with `espfleet 1\n`, then `a {` × n).
+    assert_eq!(e.place().unwrap().span.offset(), 11 + 3 * 32 + 2);
+}
+
+#[test]
+fn nesting_comments_9_deep_is_refused() {
+    let d = on_small_stack(|| refused(&bad("nesting", "comments_9_deep.kdl")));
+    assert_rule(&d, "nesting_too_deep");
+}
+
+#[test]
+fn nesting_16k_of_syntax_errors_is_bounded() {
+    let d = on_small_stack(|| refused(&bad("nesting", "syntax_errors_16k.kdl")));
+    assert_rule(&d, "syntax_invalid");
+    assert!(d.errors.len() <= 21, "{} diagnostics", d.errors.len());
+}
+
+#[test]
+fn nesting_extends_chain_17_deep_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..20 {
+        write(
+            dir.path(),
+            &format!("m{i:02}.kdl"),
+            &format!("espfleet 1\nextends \"m{:02}.kdl\"\n", i + 1),
+        );
+    }
+    write(dir.path(), "m20.kdl", "espfleet 1\n");
+    let d = refused(&dir.path().join("m00.kdl"));
+    assert_rule(&d, "nesting_too_deep");
+}
+
+#[test]
+fn nesting_extends_fan_out_is_bounded() {
+    // Each level extends the next one twice: 2^12 loads without a bound.
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..12 {
+        let next = format!("f{:02}.kdl", i + 1);
+        write(
+            dir.path(),
+            &format!("f{i:02}.kdl"),
+            &format!("espfleet 1\nextends \"{next}\" \"{next}\"\n"),
+        );
+    }
+    write(dir.path(), "f12.kdl", "espfleet 1\n");
+    let d = refused(&dir.path().join("f00.kdl"));
+    assert_rule(&d, "nesting_too_deep");
+}
+
+// ---- file_type: only regular files are read -----------------------------------------------
+
+#[test]
+fn file_type_manifest_fifo_is_refused_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("bench.kdl");
+    mkfifo(&fifo);
+    // Nobody ever writes to the FIFO: opening it for reading would block forever.
+    let d = refused(&fifo);
+    assert_rule(&d, "file_not_regular");
+}
+
+#[test]
+fn file_type_extends_dev_zero_is_refused() {
+    assert_rule(
+        &refused(&bad("file_type", "extends_dev_zero.kdl")),
+        "file_not_regular",
+    );
+}
+
+#[test]
+fn file_type_certificate_dev_zero_is_refused() {
+    assert_rule(
+        &refused(&bad("file_type", "certificate_dev_zero.kdl")),
+        "file_not_regular",
+    );
+}
+
+#[test]
+fn file_type_firmware_part_fifo_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    mkfifo(&dir.path().join("app.bin"));
+    let m = write(
+        dir.path(),
+        "m.kdl",
+        "espfleet 1\nmodule \"WROOM-32\" chip=\"esp32\"\nesp-at \"v4.1.1.0\"\nfirmware {\n    part \"app\" \"app.bin\"\n}\n",
+    );
+    assert_rule(&refused(&m), "file_not_regular");
+}
+
+#[test]
+fn file_type_nvs_csv_file_row_naming_dev_zero_is_refused() {
+    use espfleet_compiler::nvs::{self, NvsErrorKind, csv};
+    let input = csv::CsvInput::read(&bad("file_type", "nvs_file_dev_zero.csv")).unwrap();
+    let err = csv::generate(&[input], &nvs::Options::new(0x6000), Path::new("/")).unwrap_err();
+    assert!(
+        matches!(err.kind(), NvsErrorKind::FileRead { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+}
+
+// ---- size: inputs are capped before they are read ------------------------------------------
+
+/// A sparse file of `len` bytes (nothing is written, so the test itself stays cheap).
+fn sparse(dir: &Path, name: &str, len: u64) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::File::create(&p).unwrap().set_len(len).unwrap();
+    p
+}
+
+#[test]
+fn size_50_mb_manifest_is_refused_by_the_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = sparse(dir.path(), "huge.kdl", 50 << 20);
+    assert_rule(&refused(&p), "file_too_large");
+}
+
+#[test]
+fn size_certificate_over_1_mib_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    sparse(dir.path(), "ca.crt", (1 << 20) + 1);
+    let m = write(
+        dir.path(),
+        "m.kdl",
+        "espfleet 1\nmodule \"WROOM-32\" chip=\"esp32\"\nesp-at \"v4.1.1.0\"\ncertificates {\n    client-ca \"ca.crt\"\n}\n",
+    );
+    assert_rule(&refused(&m), "file_too_large");
+}
+
+#[test]
+fn size_gatts_csv_over_1_mib_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    sparse(dir.path(), "gatts.csv", (1 << 20) + 1);
+    let m = write(
+        dir.path(),
+        "m.kdl",
+        "espfleet 1\nmodule \"WROOM-32\" chip=\"esp32\"\nesp-at \"v4.1.1.0\"\nble {\n    gatts \"gatts.csv\"\n}\n",
+    );
+    assert_rule(&refused(&m), "file_too_large");
+}
+
+#[test]
+fn size_in_memory_manifest_text_is_capped_too() {
+    // `load_text` (editors, the fuzzer) gets the same bound as a file.
+    let text = format!("espfleet 1\n{}", "// x\n".repeat(20_000));
+    let d = manifest::load_text(Path::new("/nonexistent/m.kdl"), &text).unwrap_err();
+    assert_rule(&d, "file_too_large");
+}
+
+#[test]
+fn size_nvs_partition_of_0xfffffffff000_is_an_error_before_allocating() {
+    use espfleet_compiler::nvs::{self, NvsErrorKind, csv};
+    let err = csv::parse_size("0xFFFFFFFFF000").unwrap_err();
+    assert!(
+        matches!(err.kind(), NvsErrorKind::SizeTooLarge { .. }),
+        "{err:?}"
+    );
+    // The library entry point refuses it as well, whatever the caller parsed.
+    let err = nvs::NvsBuilder::new(nvs::Options::new(0xFFFF_FFFF_F000)).unwrap_err();
+    assert!(
+        matches!(err.kind(), NvsErrorKind::SizeTooLarge { .. }),
+        "{err:?}"
+    );
+}

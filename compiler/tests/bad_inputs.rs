@@ -135,11 +135,11 @@ fn file_type_manifest_fifo_is_refused_without_blocking() {
 }
 
 #[test]
-fn file_type_extends_dev_zero_is_refused() {
-    assert_rule(
-        &refused(&bad("file_type", "extends_dev_zero.kdl")),
-        "file_not_regular",
-    );
+fn file_type_extends_link_to_dev_zero_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.kdl")).unwrap();
+    let m = write(dir.path(), "m.kdl", "espfleet 1\nextends \"zero.kdl\"\n");
+    assert_rule(&refused(&m), "file_not_regular");
 }
 
 #[test]
@@ -236,4 +236,74 @@ fn size_nvs_partition_of_0xfffffffff000_is_an_error_before_allocating() {
         matches!(err.kind(), NvsErrorKind::SizeTooLarge { .. }),
         "{err:?}"
     );
+}
+
+// ---- secrets: key material never reaches a diagnostic --------------------------------------
+
+fn example_key() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/esp_at/raw_data_master/client_key/client_key_00.key")
+}
+
+/// The diagnostic as the CLI, the daemon log and `espfleet status` show it.
+fn render(d: &Diagnostics) -> String {
+    let mut out = String::new();
+    miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+        .with_width(100)
+        .render_report(&mut out, d)
+        .unwrap();
+    out
+}
+
+/// Fails if any line of the key's body (or any 16-character piece of it) appears in `text`.
+fn assert_no_key_material(text: &str) {
+    let key = std::fs::read_to_string(example_key()).unwrap();
+    for line in key.lines().filter(|l| !l.starts_with("-----")) {
+        for piece in line.as_bytes().chunks(16).filter(|c| c.len() == 16) {
+            let piece = std::str::from_utf8(piece).unwrap();
+            assert!(!text.contains(piece), "key material `{piece}` in:\n{text}");
+        }
+    }
+}
+
+#[test]
+fn secrets_extends_naming_a_key_is_refused_unread() {
+    let d = refused(&bad("secrets", "extends_key.kdl"));
+    assert_rule(&d, "value_invalid");
+    assert_no_key_material(&render(&d));
+}
+
+#[test]
+fn secrets_gatts_naming_a_key_is_refused_unquoted() {
+    let d = refused(&bad("secrets", "gatts_key.kdl"));
+    assert_rule(&d, "file_holds_key");
+    assert_no_key_material(&render(&d));
+}
+
+#[test]
+fn secrets_key_renamed_to_kdl_is_refused_unquoted() {
+    let dir = tempfile::tempdir().unwrap();
+    let stolen = dir.path().join("stolen.kdl");
+    std::fs::copy(example_key(), &stolen).unwrap();
+    let d = refused(&stolen);
+    assert_rule(&d, "file_holds_key");
+    assert_no_key_material(&render(&d));
+    // ... and as a base, and as text handed over by an editor.
+    let m = write(dir.path(), "m.kdl", "espfleet 1\nextends \"stolen.kdl\"\n");
+    let d = refused(&m);
+    assert_rule(&d, "file_holds_key");
+    assert_no_key_material(&render(&d));
+    let text = std::fs::read_to_string(&stolen).unwrap();
+    let d = manifest::load_text(&stolen, &text).unwrap_err();
+    assert_rule(&d, "file_holds_key");
+}
+
+#[test]
+fn secrets_der_key_named_kdl_is_refused_unquoted() {
+    let pem = pem::parse(std::fs::read(example_key()).unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("key.kdl");
+    std::fs::write(&p, pem.contents()).unwrap();
+    let d = refused(&p);
+    assert_rule(&d, "file_holds_key");
 }

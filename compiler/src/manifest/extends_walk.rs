@@ -2,9 +2,13 @@
 //! a chain of distinct files nested deeper than [`MAX_EXTENDS_DEPTH`] (each level is a frame
 //! of recursion), and the total number of files loaded, [`MAX_EXTENDS_LOADS`] (bases that each
 //! extend the next one twice would otherwise load 2^depth files).
+//!
+//! A base must also be a manifest by name (`*.kdl`): a syntax error quotes the lines around
+//! it, and `extends "certs/client.key"` or `extends "/etc/shadow"` must not put a key or a
+//! password hash into an error message, a log or a status page.
 
 use std::ops::{Deref, DerefMut};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::error::{ErrorKind, ManifestError};
 use super::source::Place;
@@ -23,9 +27,23 @@ pub struct ExtendsWalk {
 }
 
 impl ExtendsWalk {
-    /// Counts one more file to load; refuses when the chain or the total is over its bound.
-    pub fn admit(&mut self, named_at: Option<&Place>) -> Result<(), ManifestError> {
+    /// Counts one more file to load; refuses a base that is not a `*.kdl` file, and a chain or
+    /// a total over its bound.
+    pub fn admit(&mut self, path: &Path, named_at: Option<&Place>) -> Result<(), ManifestError> {
         self.loads += 1;
+        if let Some(p) = named_at {
+            if path.extension().is_none_or(|e| e != "kdl") {
+                return Err(ManifestError::new(
+                    ErrorKind::ValueInvalid,
+                    format!(
+                        "`extends` names {}, which is not a manifest (`*.kdl`)",
+                        path.display()
+                    ),
+                )
+                .at(p, "not a .kdl file")
+                .help("a base is another manifest; certificates and keys go in `certificates { ... }` (the file was not read)"));
+            }
+        }
         let (message, help) = if self.chain.len() >= MAX_EXTENDS_DEPTH {
             (
                 format!("`extends` chain is deeper than {MAX_EXTENDS_DEPTH} manifests"),

@@ -38,6 +38,17 @@ pub fn refused(e: &InputError, place: Option<&Place>) -> ManifestError {
     }
 }
 
+/// Whether `bytes` are a DER private key (PKCS#8, PKCS#1 or SEC1). Such bytes are nearly always
+/// invalid UTF-8 and refused as such, but nearly is not never.
+fn holds_der_key(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&0x30)
+        && crate::esp_at::pki::check::parse(bytes).is_ok_and(|items| {
+            items
+                .iter()
+                .any(|m| matches!(m, crate::esp_at::pki::check::Material::PrivateKey(_)))
+        })
+}
+
 /// Checks manifest text that did not come through [`crate::input::read`] (an editor buffer,
 /// the fuzzer, a file read before for another purpose) against the same bounds.
 pub fn check_manifest_text(
@@ -53,7 +64,7 @@ pub fn check_manifest_text(
             size: bytes.len() as u64,
             max: kind.max(),
         }
-    } else if crate::input::holds_private_key(bytes) {
+    } else if crate::input::holds_private_key(bytes) || holds_der_key(bytes) {
         InputError::PrivateKey {
             path: path.to_owned(),
             what: kind.what(),

@@ -187,7 +187,7 @@ fn load_merged(
         ));
         return None;
     }
-    if let Err(e) = stack.admit(named_at) {
+    if let Err(e) = stack.admit(path, named_at) {
         diags.push(e);
         return None;
     }

@@ -307,3 +307,145 @@ fn secrets_der_key_named_kdl_is_refused_unquoted() {
     let d = refused(&p);
     assert_rule(&d, "file_holds_key");
 }
+
+// ---- firmware: parts checked against the manifest's chip -----------------------------------
+
+/// Asserts a firmware_invalid error whose message contains `what`.
+fn assert_firmware_invalid(name: &str, what: &str) {
+    let d = refused(&bad("firmware", name));
+    assert_rule(&d, "firmware_invalid");
+    assert!(
+        d.errors.iter().any(|e| e.message().contains(what)),
+        "{name}: no `{what}` in {:?}",
+        d.errors.iter().map(|e| e.message()).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn firmware_ok_parts_are_accepted() {
+    manifest::load(&bad("firmware", "ok_esp32_parts.kdl")).unwrap();
+}
+
+#[test]
+fn firmware_random_bytes_as_app_are_refused() {
+    assert_firmware_invalid("random_app.kdl", "not the image magic 0xE9");
+}
+
+#[test]
+fn firmware_app_with_bad_checksum_is_refused() {
+    assert_firmware_invalid(
+        "app_bad_checksum.kdl",
+        "checksum is 0x9f, but its segments give 0xca",
+    );
+}
+
+#[test]
+fn firmware_app_with_bad_sha256_is_refused() {
+    assert_firmware_invalid("app_bad_sha256.kdl", "SHA-256 does not match");
+}
+
+#[test]
+fn firmware_esp32c3_bootloader_in_an_esp32_manifest_is_refused() {
+    assert_firmware_invalid(
+        "c3_bootloader_in_esp32.kdl",
+        "chip id 5 (esp32c3), not esp32",
+    );
+}
+
+#[test]
+fn firmware_bootloader_at_the_wrong_offset_is_refused() {
+    assert_firmware_invalid("bootloader_wrong_offset.kdl", "goes at 0x1000, not 0x0");
+}
+
+#[test]
+fn firmware_release_json_naming_a_file_outside_the_folder_is_refused() {
+    assert_firmware_invalid("release_escape_json.kdl", "not inside the release folder");
+}
+
+#[test]
+fn firmware_release_config_naming_an_absolute_path_is_refused() {
+    assert_firmware_invalid("release_escape_config.kdl", "not inside the release folder");
+}
+
+#[test]
+fn firmware_release_link_leading_out_of_the_folder_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let release = dir.path().join("release");
+    std::fs::create_dir(&release).unwrap();
+    std::fs::write(
+        release.join("download.config"),
+        "--flash_mode dio --flash_freq 40m --flash_size 4MB 0x100000 esp-at.bin",
+    )
+    .unwrap();
+    // The link's name is inside the folder, its target is not.
+    std::os::unix::fs::symlink(
+        bad("firmware", "../../esp_at/firmware/esp32_app.bin"),
+        release.join("esp-at.bin"),
+    )
+    .unwrap();
+    let m = write(
+        dir.path(),
+        "m.kdl",
+        "espfleet 1\nmodule \"WROOM-32\" chip=\"esp32\"\nesp-at \"v4.1.1.0\"\nfirmware {\n    release \"release\"\n}\n",
+    );
+    let d = refused(&m);
+    assert_rule(&d, "firmware_invalid");
+    assert!(
+        d.errors[0]
+            .message()
+            .contains("not inside the release folder")
+    );
+}
+
+/// The factory image of the ESP32-C3 example, and the offset of its app.
+fn example_factory() -> (Vec<u8>, u32) {
+    use espfleet_compiler::build::{self, Jobs};
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/examples/mini-1-c3.kdl");
+    let (plan, _) = manifest::load(&path).unwrap();
+    let images = build::emit(&plan, Jobs::Sequential).unwrap();
+    let factory = images.iter().find(|i| i.name == "factory").unwrap();
+    let app = plan.firmware.iter().find(|p| p.name == "app").unwrap();
+    (factory.bytes.to_vec(), app.offset)
+}
+
+#[test]
+fn firmware_import_refuses_a_factory_image_whose_app_checksum_is_wrong() {
+    use espfleet_compiler::esp_at::firmware;
+    use espfleet_compiler::import::{self, ImportError};
+    let (mut factory, app) = example_factory();
+    // The untouched image imports (the import tests check that it rebuilds byte for byte).
+    import::import(&factory).unwrap();
+    // A byte of the app's first segment (past the 24-byte header and 8-byte segment header).
+    factory[app as usize + 40] ^= 0x01;
+    match import::import(&factory) {
+        Err(ImportError::FirmwareInvalid { part, reason, .. }) => {
+            assert_eq!(part, "app");
+            assert!(
+                matches!(reason, firmware::FirmwareError::Checksum { .. }),
+                "{reason:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn firmware_import_refuses_a_factory_image_whose_app_sha256_is_wrong() {
+    use espfleet_compiler::esp_at::firmware::{self, FirmwareImage};
+    use espfleet_compiler::import::{self, ImportError};
+    let (mut factory, app) = example_factory();
+    let at = app as usize;
+    let l = firmware::layout(&factory[at..]).unwrap();
+    assert!(l.hash_appended);
+    // Flip the last byte of the appended SHA-256; the checksum stays right.
+    factory[at + l.data_length + 31] ^= 0x01;
+    let img = FirmwareImage::decode(&factory[at..at + l.data_length + 32]).unwrap();
+    assert_eq!(img.checksum, img.computed_checksum());
+    match import::import(&factory) {
+        Err(ImportError::FirmwareInvalid { part, reason, .. }) => {
+            assert_eq!(part, "app");
+            assert_eq!(reason, firmware::FirmwareError::Digest);
+        }
+        other => panic!("{other:?}"),
+    }
+}

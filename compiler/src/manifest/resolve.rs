@@ -2,6 +2,7 @@
 //! catalogue to a validated [`Plan`], collecting every problem before any byte is emitted.
 
 mod certificates;
+mod firmware_parts;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -1725,15 +1726,14 @@ impl<'a> Resolver<'a> {
                 self.err(err);
                 continue;
             };
-            if read_file(
+            if let Some(bytes) = read_file(
                 &file,
                 InputKind::IMAGE,
                 place.as_ref(),
                 self.files,
                 self.diags,
-            )
-            .is_some()
-            {
+            ) {
+                self.check_firmware_part(&name, offset, chip, primary, &bytes, place.as_ref());
                 out.push(PartPlan { name, offset, file });
             }
         }

@@ -26,3 +26,4 @@ pub mod output;
 pub mod partition_table;
 pub mod release;
 pub mod target;
+pub mod wifi_country;

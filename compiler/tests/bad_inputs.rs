@@ -449,3 +449,130 @@ fn firmware_import_refuses_a_factory_image_whose_app_sha256_is_wrong() {
         other => panic!("{other:?}"),
     }
 }
+
+// ---- values: as ESP-AT and ESP-IDF accept them ---------------------------------------------
+
+/// Asserts that `name` fails with `rule` and a message containing `what`.
+fn assert_value(name: &str, rule: &str, what: &str) {
+    let d = refused(&bad("values", name));
+    assert_rule(&d, rule);
+    assert!(
+        d.errors.iter().any(|e| e.message().contains(what)),
+        "{name}: no `{what}` in {:?}",
+        d.errors.iter().map(|e| e.message()).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn values_esp_idf_country_codes_are_accepted() {
+    // "01" is ESP-IDF's world safe mode; a third character I/O/X is allowed.
+    manifest::load(&bad("values", "ok_country_01.kdl")).unwrap();
+    manifest::load(&bad("values", "ok_country_JP_indoor.kdl")).unwrap();
+}
+
+#[test]
+fn values_country_xx_is_refused() {
+    assert_value(
+        "country_XX.kdl",
+        "value_invalid",
+        "not a country code ESP-IDF accepts",
+    );
+}
+
+#[test]
+fn values_country_usa_is_refused() {
+    assert_value(
+        "country_USA.kdl",
+        "value_invalid",
+        "third character of `USA`",
+    );
+}
+
+#[test]
+fn values_country_in_lower_case_is_refused_with_a_suggestion() {
+    let d = refused(&bad("values", "country_lowercase.kdl"));
+    assert_rule(&d, "value_invalid");
+    let help = miette::Diagnostic::help(&d.errors[0]).unwrap().to_string();
+    assert!(help.contains("did you mean \"DE\""), "{help}");
+}
+
+#[test]
+fn values_uart_baud_0_is_refused() {
+    assert_value("baud_0.kdl", "value_invalid", "baud rate 0 is below 80");
+}
+
+#[test]
+fn values_uart_baud_above_5_000_000_is_refused() {
+    assert_value("baud_too_high.kdl", "value_invalid", "out of range");
+}
+
+#[test]
+fn values_gatts_odd_length_hex_is_refused() {
+    assert_value(
+        "gatts_odd_hex.kdl",
+        "gatts_invalid",
+        "line 3, column value: `value` = `2` has an odd number of hex digits",
+    );
+}
+
+#[test]
+fn values_gatts_malformed_rows_are_refused() {
+    let d = refused(&bad("values", "gatts_malformed_row.kdl"));
+    let messages: Vec<&str> = d.errors.iter().map(|e| e.message()).collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("line 3: the row has 6 fields")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("line 4: the row has 8 fields")),
+        "{messages:?}"
+    );
+}
+
+#[test]
+fn values_gatts_value_longer_than_max_len_is_refused() {
+    assert_value(
+        "gatts_value_too_long.kdl",
+        "gatts_invalid",
+        "`value` is 2 bytes, more than `val_max_len` = 1",
+    );
+}
+
+#[test]
+fn values_service_value_with_odd_hex_is_refused() {
+    assert_value(
+        "service_value_odd_hex.kdl",
+        "gatts_invalid",
+        "whole bytes of hex",
+    );
+}
+
+#[test]
+fn values_repeated_property_is_a_warning() {
+    let (plan, warnings) = manifest::load(&bad("values", "property_repeated.kdl")).unwrap();
+    assert_rule(&warnings, "property_repeated");
+    assert!(warnings.errors.iter().all(|e| e.is_warning()));
+    // KDL's rule stands (the last one wins); the warning says so.
+    assert_eq!(plan.factory.uart_baudrate, 9600);
+    // --deny-warnings turns it into an error.
+    let denied = Diagnostics::deny_warnings(
+        manifest::load(&bad("values", "property_repeated.kdl")),
+        true,
+    )
+    .unwrap_err();
+    assert!(denied.has_errors());
+    assert_rule(&denied, "property_repeated");
+}
+
+#[test]
+fn values_expired_certificate_is_a_warning_that_deny_warnings_makes_an_error() {
+    let path = bad("values", "expired_ca.kdl");
+    let (_, warnings) = manifest::load(&path).unwrap();
+    assert_rule(&warnings, "certificate_invalid");
+    assert!(Diagnostics::deny_warnings(manifest::load(&path), true).is_err());
+    assert!(Diagnostics::deny_warnings(manifest::load(&path), false).is_ok());
+}

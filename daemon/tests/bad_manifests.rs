@@ -171,3 +171,53 @@ fn the_daemon_survives_hostile_manifests_and_its_log_and_status_hold_no_key() {
     );
     assert_no_key_material("espfleetd log", &log);
 }
+
+fn bad_value(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../compiler/tests/data/bad/values")
+        .join(name)
+}
+
+#[test]
+fn deny_warnings_makes_check_and_build_fail_on_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    for manifest in ["expired_ca.kdl", "property_repeated.kdl"] {
+        let run = |args: &[&str], env: Option<&str>| {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_espfleet"));
+            cmd.args(["--color", "never"])
+                .args(args)
+                .arg(bad_value(manifest))
+                .env_remove("ESPFLEET_DENY_WARNINGS");
+            if let Some(v) = env {
+                cmd.env("ESPFLEET_DENY_WARNINGS", v);
+            }
+            cmd.output().unwrap()
+        };
+        let out_dir = dir.path().join("out");
+        let out = out_dir.to_str().unwrap();
+        // Warnings alone: exit 0.
+        assert_eq!(run(&["check"], None).status.code(), Some(0), "{manifest}");
+        // Denied, by flag or by environment (CI): exit 1, for check and for build.
+        for (args, env) in [
+            (vec!["--deny-warnings", "check"], None),
+            (vec!["check"], Some("true")),
+            (
+                vec![
+                    "--deny-warnings",
+                    "build",
+                    "--no-cache",
+                    "--no-lock",
+                    "--out",
+                    out,
+                ],
+                None,
+            ),
+        ] {
+            let o = run(&args, env);
+            let stderr = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(1), "{manifest} {args:?}: {stderr}");
+            assert!(stderr.contains("error"), "{stderr}");
+        }
+        assert!(!out_dir.join(manifest.trim_end_matches(".kdl")).exists());
+    }
+}

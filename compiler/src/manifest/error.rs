@@ -222,6 +222,13 @@ impl ManifestError {
         self.0.place.as_ref()
     }
 
+    /// The same problem as an error (`--deny-warnings`).
+    #[must_use]
+    pub fn denied(mut self) -> Self {
+        self.0.severity = Severity::Error;
+        self
+    }
+
     /// True for warnings, which do not stop a build.
     pub fn is_warning(&self) -> bool {
         self.0.severity == Severity::Warning
@@ -306,6 +313,26 @@ impl Diagnostics {
     /// The warnings only.
     pub fn warnings(&self) -> impl Iterator<Item = &ManifestError> {
         self.errors.iter().filter(|e| e.is_warning())
+    }
+
+    /// Applies `--deny-warnings` to a load result: with `deny`, a manifest that resolved with
+    /// warnings fails, its warnings reported as errors (expired certificates, repeated
+    /// properties, settings a release ignores). CI uses it to keep warnings from piling up.
+    pub fn deny_warnings<T>(
+        result: Result<(T, Diagnostics), Diagnostics>,
+        deny: bool,
+    ) -> Result<(T, Diagnostics), Diagnostics> {
+        match result {
+            Ok((_, warnings)) if deny && !warnings.errors.is_empty() => Err(Diagnostics {
+                subject: warnings.subject,
+                errors: warnings
+                    .errors
+                    .into_iter()
+                    .map(ManifestError::denied)
+                    .collect(),
+            }),
+            other => other,
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod certificates;
 mod firmware_parts;
+mod gatts_rows;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -901,18 +902,13 @@ impl<'a> Resolver<'a> {
                     .warning(),
             );
         }
-        // Country code: 2 letters (ESP-IDF also takes a third character, `I`/`O`/' ').
+        // Country code: as ESP-IDF's esp_wifi_set_country_code accepts it (docs/value-rules.md).
         if let Some(c) = &w.country {
-            let ok = (2..=3).contains(&c.value.len())
-                && c.value.chars().take(2).all(|ch| ch.is_ascii_uppercase());
-            if !ok {
+            if let Err(e) = crate::wifi_country::check(&c.value) {
                 self.err(
-                    ManifestError::new(
-                        ErrorKind::ValueInvalid,
-                        format!("`{}` is not a country code", c.value),
-                    )
-                    .at(&c.place, "expected two capital letters")
-                    .help("write an ISO 3166 alpha-2 code such as \"US\", \"DE\" or \"CN\""),
+                    ManifestError::new(ErrorKind::ValueInvalid, e.to_string())
+                        .at(&c.place, "not accepted by ESP-IDF")
+                        .help(e.help()),
                 );
             }
         }
@@ -1575,6 +1571,9 @@ impl<'a> Resolver<'a> {
                 self.files,
                 self.diags,
             )?;
+            if !self.check_gatts_rows(&path, &bytes, &g.place) {
+                return None;
+            }
             return match read_gatts_csv(&bytes) {
                 Ok(plan) => Some(plan),
                 Err(why) => {

@@ -10,8 +10,10 @@ use super::GlobalOpts;
 /// Arguments of `espfleet check`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Exit status: 0 when every manifest is valid (warnings allowed), 1 otherwise.\n\
-Example: espfleet check manifests/examples/ fleet/bench-01.kdl"
+    after_help = "Exit status: 0 when every manifest is valid (warnings allowed, unless \
+--deny-warnings), 1 otherwise.\n\
+Examples:\n  espfleet check manifests/examples/ fleet/bench-01.kdl\n  \
+espfleet check --deny-warnings fleet/   # in CI: an expiring certificate fails the job"
 )]
 pub struct CheckArgs {
     /// Manifest files (`.kdl`), or directories to search for them.
@@ -38,7 +40,7 @@ pub fn run(args: CheckArgs, global: &GlobalOpts) -> miette::Result<ExitCode> {
     }
     let mut failed = 0usize;
     for path in &files {
-        match manifest::load(path) {
+        match manifest::Diagnostics::deny_warnings(manifest::load(path), global.deny_warnings) {
             Ok((plan, warnings)) => {
                 if !warnings.errors.is_empty() {
                     eprintln!("{:?}", miette::Report::new(warnings));

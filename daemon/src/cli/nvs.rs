@@ -443,6 +443,7 @@ mod tests {
         let global = GlobalOpts {
             quiet: true,
             verbose: 0,
+            deny_warnings: false,
             color: super::super::ColorChoice::Never,
         };
         run(

@@ -258,6 +258,7 @@ mod tests {
         GlobalOpts {
             quiet: true,
             verbose: 0,
+            deny_warnings: false,
             color: ColorChoice::Never,
         }
     }

@@ -4,16 +4,19 @@
 //!
 //! | column | ATBleService.yml | checked here |
 //! |---|---|---|
-//! | `index` | int, mandatory | Python `int` (`0x`/`0b` prefixes as the tool allows) |
+//! | `index` | int, mandatory | Python 3 `int(x)`: decimal |
 //! | `uuid_len` | int, mandatory | 16, 32 or 128 (ESP-IDF's `ESP_UUID_LEN_16/32/128`) |
 //! | `uuid` | hex, mandatory | Python `int(x, 16)`, and it fits `uuid_len` bits |
 //! | `perm` | hex, mandatory | Python `int(x, 16)`, at most 0xFFFF (`esp_gatt_perm_t`) |
 //! | `val_max_len` | int, default 512 | at most 512 (ESP-IDF's `ESP_GATT_MAX_ATTR_LEN`) |
 //! | `val_cur_len` | int, default 0 | at most `val_max_len` |
-//! | `value` | hex_string, default "" | hex digits (optional `0x`), an **even** number of them, at most `val_max_len` bytes |
+//! | `value` | hex_string, default "" | hex digits, an **even** number of them, at most `val_max_len` bytes |
 //!
-//! An odd number of hex digits is refused: `BLEService.py` (era A) silently reads `ABC` as
-//! `AB 0C`, and era B copies the text as written for the firmware to parse.
+//! Python 3 semantics, as `ble_data::service_table` converts: the tool hands each cell to its
+//! parsers as `bytes`, so its `data[:2] == "0x"` tests never match under Python 3 — `int`
+//! columns are plain decimal and a `0x` before a `value` is not stripped (both fail in the
+//! tool). An odd number of hex digits is refused: `BLEService.py` (era A) silently reads `ABC`
+//! as `AB 0C`, and era B copies the text as written for the firmware to parse.
 //!
 //! Rows: the header (`index,...` or ESP-AT's commented `# index,...`) names the columns, else
 //! they are in the order above; every data row must have exactly one field per column (the
@@ -122,19 +125,6 @@ pub fn check_csv(text: &str) -> Vec<RowProblem> {
     problems
 }
 
-/// BLEService.py's `int` type: `0x` hex, `0b` binary, else Python `int()`.
-fn tool_int(cell: &str) -> Option<i128> {
-    let t = cell.trim();
-    if let Some(h) = t.strip_prefix("0x") {
-        py_hex(h).and_then(|v| i128::try_from(v).ok())
-    } else if let Some(b) = t.strip_prefix("0b") {
-        let clean: String = b.chars().filter(|&c| c != '_').collect();
-        i128::from_str_radix(&clean, 2).ok()
-    } else {
-        py_int(t)
-    }
-}
-
 fn check_row(line: u64, cols: &[String], fields: &[&str], problems: &mut Vec<RowProblem>) {
     let cell = |name: &str| {
         cols.iter()
@@ -153,7 +143,7 @@ fn check_row(line: u64, cols: &[String], fields: &[&str], problems: &mut Vec<Row
         if c.is_empty() {
             return default.ok_or_else(|| format!("`{name}` is required"));
         }
-        tool_int(c).ok_or_else(|| format!("`{name}` = `{c}` is not an integer"))
+        py_int(c).ok_or_else(|| format!("`{name}` = `{c}` is not a decimal integer"))
     };
     let hex = |name: &str| -> Result<u128, String> {
         let c = cell(name);
@@ -224,7 +214,7 @@ fn check_row(line: u64, cols: &[String], fields: &[&str], problems: &mut Vec<Row
         Ok(_) => {}
     }
     let value = cell("value");
-    let digits = value.strip_prefix("0x").unwrap_or(value);
+    let digits = value;
     if !digits.chars().all(|c| c.is_ascii_hexdigit()) {
         bad("value", format!("`value` = `{value}` is not hex digits"));
     } else if digits.len() % 2 == 1 {
@@ -274,6 +264,8 @@ mod tests {
             ("0,16,0x2800,0x01,513,2,A002", "val_max_len"),
             ("0,16,0x2800,0x01,2,3,A002", "val_cur_len"),
             ("0,16,0x2800,0x01,2,2,A0G2", "value"),
+            ("0,16,0x2800,0x01,2,2,0xA002", "value"),
+            ("0x0,16,0x2800,0x01,2,2,A002", "index"),
             ("0,16,0x2800,0x01,2,2,A00", "value"),
             ("0,16,0x2800,0x01,1,1,A002", "value"),
         ];

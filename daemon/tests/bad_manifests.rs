@@ -221,3 +221,32 @@ fn deny_warnings_makes_check_and_build_fail_on_warnings() {
         assert!(!out_dir.join(manifest.trim_end_matches(".kdl")).exists());
     }
 }
+
+#[test]
+fn check_dev_zero_and_nvs_generate_with_a_huge_size_fail_cleanly() {
+    let out = Command::new(env!("CARGO_BIN_EXE_espfleet"))
+        .args(["--color", "never", "check", "/dev/zero"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("espfleet::manifest::file_not_regular"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("in.csv");
+    std::fs::write(
+        &csv,
+        "key,type,encoding,value\nns,namespace,,\nk,data,u8,1\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_espfleet"))
+        .args(["--color", "never", "nvs", "generate"])
+        .arg(&csv)
+        .arg(dir.path().join("out.bin"))
+        .arg("0xFFFFFFFFF000")
+        .output()
+        .unwrap();
+    // An error (exit 1), not an allocation abort (134).
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("espfleet::nvs::size_too_large"));
+    assert!(!dir.path().join("out.bin").exists());
+}

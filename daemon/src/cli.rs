@@ -168,9 +168,6 @@ fn setup(global: &GlobalOpts) {
             };
             tracing_subscriber::EnvFilter::new(directives)
         });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(color)
-        .try_init();
+    // Whatever the filter says, espflash's debug output (every command's bytes) stays out.
+    crate::logging::init(filter, crate::logging::Style::Cli { ansi: color });
 }

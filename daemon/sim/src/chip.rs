@@ -53,6 +53,8 @@ pub struct ChipProfile {
     pub magic: u32,
     /// `Some(id)` when GET_SECURITY_INFO is supported and reports this chip id.
     pub security_chip_id: Option<u32>,
+    /// How the ROM loader answers a command it does not implement.
+    pub rom_refusal: RomRefusal,
     /// SPI flash controller layout.
     pub spi: SpiRegs,
     /// UART0 clock divider register (computed from the baud on every read).
@@ -63,6 +65,21 @@ pub struct ChipProfile {
     pub seeds: &'static [(u32, u32)],
     /// Text the ROM prints when it boots from flash (the "app running" state).
     pub boot_banner: &'static str,
+}
+
+/// How a chip's ROM loader answers a command it does not implement (GET_SECURITY_INFO on the
+/// ESP32, the stub-only commands, unknown opcodes). The details and the evidence are in the
+/// crate's README ("Behaviour of the real ROMs").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RomRefusal {
+    /// Status 01, error 05, in a reply that carries the *previous* reply's opcode and value
+    /// field, not the refused command's. The ESP32 ROM does this (seen with the real ESP32 ROM
+    /// answering GET_SECURITY_INFO, issue #12): a client that waits for a reply with the opcode
+    /// it sent waits for its whole timeout.
+    RepeatLastHeader,
+    /// Status 01, error 05, with the refused command's opcode echoed. Assumed for the ESP32-C3
+    /// ROM, whose refusal has not been observed; both clients accept either form.
+    EchoOpcode,
 }
 
 /// Address of the chip magic register both clients read.
@@ -95,6 +112,7 @@ impl ChipProfile {
                 chip,
                 magic: 0x00F0_1D83,
                 security_chip_id: None,
+                rom_refusal: RomRefusal::RepeatLastHeader,
                 spi: SpiRegs {
                     base: 0x3FF4_2000,
                     usr: 0x1C,
@@ -114,6 +132,7 @@ impl ChipProfile {
                 chip,
                 magic: 0x1B31_506F,
                 security_chip_id: Some(5),
+                rom_refusal: RomRefusal::EchoOpcode,
                 spi: SpiRegs {
                     base: 0x6000_2000,
                     usr: 0x18,

@@ -1564,16 +1564,9 @@ impl<'a> Resolver<'a> {
         }
         if let Some(g) = &node.gatts {
             let path = g.place.file.dir().join(&g.value);
-            let bytes = read_file(
-                &path,
-                InputKind::TABLE_CSV,
-                Some(&g.place),
-                self.files,
-                self.diags,
-            )?;
-            if !self.check_gatts_rows(&path, &bytes, &g.place) {
-                return None;
-            }
+            let (kind, place) = (InputKind::TABLE_CSV, Some(&g.place));
+            let bytes = read_file(&path, kind, place, self.files, self.diags)?;
+            self.check_gatts_rows(&path, &bytes, &g.place)?;
             return match read_gatts_csv(&bytes) {
                 Ok(plan) => Some(plan),
                 Err(why) => {

@@ -37,7 +37,7 @@ pub struct RowProblem {
 }
 
 /// Largest attribute value ESP-IDF's GATT server holds (`ESP_GATT_MAX_ATTR_LEN`).
-pub const MAX_ATTR_LEN: u128 = 512;
+pub const MAX_ATTR_LEN: i128 = 512;
 
 /// Checks a GATTS CSV; an empty result means every row is one ESP-AT reads as intended.
 pub fn check_csv(text: &str) -> Vec<RowProblem> {
@@ -69,12 +69,12 @@ pub fn check_csv(text: &str) -> Vec<RowProblem> {
         let header = first.trim_start_matches(['#', ' ']).trim() == "index";
         if header && columns.is_none() && data_rows == 0 {
             let mut cols: Vec<String> = fields.iter().map(|f| f.trim().to_owned()).collect();
-            cols[0] = "index".to_owned();
+            "index".clone_into(&mut cols[0]);
             // ESP-AT's commented era B header spells two columns short.
             for c in &mut cols {
                 match c.as_str() {
-                    "max_len" => *c = "val_max_len".to_owned(),
-                    "cur_len" => *c = "val_cur_len".to_owned(),
+                    "max_len" => "val_max_len".clone_into(c),
+                    "cur_len" => "val_cur_len".clone_into(c),
                     _ => {}
                 }
             }
@@ -189,7 +189,7 @@ fn check_row(line: u64, cols: &[String], fields: &[&str], problems: &mut Vec<Row
         Ok(_) => {}
     }
     let max_len = match int("val_max_len", Some(512)) {
-        Ok(n) if (0..=MAX_ATTR_LEN as i128).contains(&n) => Some(n),
+        Ok(n) if (0..=MAX_ATTR_LEN).contains(&n) => Some(n),
         Ok(n) => {
             bad(
                 "val_max_len",
@@ -213,26 +213,28 @@ fn check_row(line: u64, cols: &[String], fields: &[&str], problems: &mut Vec<Row
         Err(m) => bad("val_cur_len", m),
         Ok(_) => {}
     }
-    let value = cell("value");
-    let digits = value;
-    if !digits.chars().all(|c| c.is_ascii_hexdigit()) {
-        bad("value", format!("`value` = `{value}` is not hex digits"));
-    } else if digits.len() % 2 == 1 {
-        bad(
-            "value",
-            format!(
-                "`value` = `{value}` has an odd number of hex digits (BLEService.py would read it as {}, era B firmware as written)",
-                padded(digits)
-            ),
-        );
-    } else if let Some(m) = max_len {
-        let bytes = digits.len() / 2;
-        if bytes as i128 > m {
-            bad(
-                "value",
-                format!("`value` is {bytes} bytes, more than `val_max_len` = {m}"),
-            );
-        }
+    if let Some(m) = value_problem(cell("value"), max_len) {
+        bad("value", m);
+    }
+}
+
+/// What is wrong with a `value` cell, if anything: hex digits, whole bytes, within `max_len`.
+fn value_problem(value: &str, max_len: Option<i128>) -> Option<String> {
+    if !value.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Some(format!("`value` = `{value}` is not hex digits"));
+    }
+    if value.len() % 2 == 1 {
+        return Some(format!(
+            "`value` = `{value}` has an odd number of hex digits (BLEService.py would read it as {}, era B firmware as written)",
+            padded(value)
+        ));
+    }
+    let bytes = i128::try_from(value.len() / 2).unwrap_or(i128::MAX);
+    match max_len {
+        Some(m) if bytes > m => Some(format!(
+            "`value` is {bytes} bytes, more than `val_max_len` = {m}"
+        )),
+        _ => None,
     }
 }
 

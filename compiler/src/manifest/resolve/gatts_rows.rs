@@ -13,10 +13,15 @@ use crate::manifest::source::Place;
 const MAX_REPORTED: usize = 20;
 
 impl Resolver<'_> {
-    /// Returns false (after reporting) when the table has problems.
-    pub(super) fn check_gatts_rows(&mut self, path: &Path, bytes: &[u8], place: &Place) -> bool {
+    /// `None` (after reporting) when the table has problems.
+    pub(super) fn check_gatts_rows(
+        &mut self,
+        path: &Path,
+        bytes: &[u8],
+        place: &Place,
+    ) -> Option<()> {
         let Ok(text) = std::str::from_utf8(bytes) else {
-            return true; // reported by the reader
+            return Some(()); // reported by the reader
         };
         let problems = check::check_csv(text);
         for p in problems.iter().take(MAX_REPORTED) {
@@ -46,6 +51,6 @@ impl Resolver<'_> {
                 .at(place, "invalid GATTS table"),
             );
         }
-        problems.is_empty()
+        problems.is_empty().then_some(())
     }
 }

@@ -63,6 +63,16 @@ impl Chip {
         }
     }
 
+    /// The chip id in an ESP image's extended header (esptool's `IMAGE_CHIP_ID`; ESP-IDF's
+    /// `esp_chip_id_t`: ESP32 0, ESP32-C3 5). The ROM and the bootloader refuse an image whose
+    /// id is not their chip's.
+    pub fn image_chip_id(self) -> u16 {
+        match self {
+            Chip::Esp32 => 0,
+            Chip::Esp32c3 => 5,
+        }
+    }
+
     /// The chip-specific frequency code esptool writes into an image header (`docs/formats/esp-at-images.md` §10.3).
     pub fn flash_freq_code(self, freq: FlashFreq) -> u8 {
         // ESP32 and ESP32-C3 share esptool's table.

@@ -37,6 +37,10 @@ pub struct GlobalOpts {
     /// Print more (repeat for more detail). Logs go to stderr.
     #[arg(long, short, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Treat warnings as errors (exit 1): expired certificates, repeated properties, settings
+    /// the release ignores. For CI.
+    #[arg(long, global = true, env = "ESPFLEET_DENY_WARNINGS")]
+    pub deny_warnings: bool,
     /// When to use colour in diagnostics.
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,

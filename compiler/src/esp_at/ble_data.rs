@@ -13,6 +13,8 @@
 
 use std::fmt::Write as _;
 
+pub mod check;
+
 /// Bytes 2..4 of a `ble_data.bin`; the firmware and OTA check them.
 pub const MAGIC: [u8; 2] = [0x27, 0x95];
 

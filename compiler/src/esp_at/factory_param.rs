@@ -17,6 +17,12 @@ pub const MAGIC: [u8; 2] = [0xFC, 0xFC];
 /// Number of bytes the fields occupy; the rest of the block is `0xFF`.
 pub const FIELDS_LEN: usize = 88;
 
+/// Lowest UART baud rate ESP-AT accepts on the ESP32 and ESP32-C3 (`AT+UART_CUR` /
+/// `AT+UART_DEF`: "the supported range is 80 ~ 5000000"; docs/value-rules.md).
+pub const BAUD_MIN: i32 = 80;
+/// Highest UART baud rate ESP-AT accepts (same source).
+pub const BAUD_MAX: i32 = 5_000_000;
+
 /// Errors of the era A factory parameter format.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
 pub enum FactoryParamError {

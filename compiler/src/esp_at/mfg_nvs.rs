@@ -542,7 +542,10 @@ impl MfgNvs {
                 .filter(|f| [".crt", ".key", ".pem"].iter().any(|s| f.ends_with(s)))
             {
                 let path = dir.join(f);
-                let data: Arc<[u8]> = fs_err::read(&path).map_err(|e| io(&path, e))?.into();
+                let data: Arc<[u8]> =
+                    crate::input::read(&path, crate::input::InputKind::CERTIFICATE)
+                        .map_err(|e| io(&path, e.into_io_error()))?
+                        .into();
                 files.push(PkiFile { path, data });
             }
             if files.is_empty() {
@@ -558,7 +561,16 @@ impl MfgNvs {
         }
 
         let fp = raw_data.join("factory_param");
-        let read = |p: PathBuf| fs_err::read_to_string(&p).map_err(|e| io(&p, e));
+        let read = |p: PathBuf| {
+            crate::input::read(&p, crate::input::InputKind::TABLE_CSV)
+                .map_err(crate::input::InputError::into_io_error)
+                .and_then(|b| {
+                    String::from_utf8(b).map_err(|_| {
+                        std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text")
+                    })
+                })
+                .map_err(|e| io(&p, e))
+        };
         nvs.namespaces.push(factory_param_namespace(
             &read(fp.join("factory_param_type.csv"))?,
             &read(fp.join("factory_param_data.csv"))?,

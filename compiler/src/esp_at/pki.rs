@@ -382,7 +382,10 @@ pub fn build_partition_from_dir(
     let mut contents = Vec::new();
     for name in select_files(partition, &names)? {
         let path = dir.join(&name);
-        contents.push(fs_err::read(&path).map_err(|e| io(&path, e))?);
+        contents.push(
+            crate::input::read(&path, crate::input::InputKind::CERTIFICATE)
+                .map_err(|e| io(&path, e.into_io_error()))?,
+        );
     }
     let refs: Vec<&[u8]> = contents.iter().map(Vec::as_slice).collect();
     build_partition(partition, release, &refs)

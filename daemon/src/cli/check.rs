@@ -26,8 +26,11 @@ the unit's ProtectHome=yes) or /tmp, /var/tmp (PrivateTmp=yes) count as unreadab
 service read a key without making it world-readable:
   chgrp espfleet KEY && chmod 0640 KEY      (and g+x on the directories above it)
 
-Exit status: 0 when every manifest is valid (warnings allowed) and, with --as, readable by USER;
-1 otherwise; 2 bad arguments.")]
+  # In CI: an expiring certificate (a warning) fails the job
+  espfleet check --deny-warnings fleet/
+
+Exit status: 0 when every manifest is valid (warnings allowed, unless --deny-warnings) and, with
+--as, readable by USER; 1 otherwise; 2 bad arguments.")]
 pub struct CheckArgs {
     /// Manifest files (`.kdl`), or directories to search for them.
     #[arg(required = true, value_name = "MANIFEST")]
@@ -67,7 +70,7 @@ pub fn run(args: CheckArgs, global: &GlobalOpts) -> miette::Result<ExitCode> {
         }
     }
     for path in &files {
-        match manifest::load(path) {
+        match manifest::Diagnostics::deny_warnings(manifest::load(path), global.deny_warnings) {
             Ok((plan, warnings)) => {
                 if let Some(account) = &account {
                     for file in std::iter::once(path).chain(plan.files.0.keys()) {

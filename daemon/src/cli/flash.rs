@@ -173,10 +173,11 @@ fn image_from_parts(
     let mut segments: Vec<Segment> = Vec::new();
     let mut names: HashMap<String, usize> = HashMap::new();
     for (i, (offset, path)) in sorted.iter().enumerate() {
-        let data = fs_err::read(path).map_err(|source| FlashInputError::Unreadable {
-            path: path.clone(),
-            source,
-        })?;
+        let data = espfleet_compiler::input::read(path, espfleet_compiler::input::InputKind::IMAGE)
+            .map_err(|e| FlashInputError::Unreadable {
+                path: path.clone(),
+                source: e.into_io_error(),
+            })?;
         if data.is_empty() {
             return Err(FlashInputError::Empty { path: path.clone() }.into());
         }

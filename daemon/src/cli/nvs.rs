@@ -218,8 +218,8 @@ pub fn run(args: NvsArgs, global: &GlobalOpts) -> miette::Result<ExitCode> {
                 check_bin_ext(&p.to_string_lossy())?;
             }
             let out = target_path(a.outdir.as_deref(), &a.output)?;
-            let image = fs_err::read(&a.input).into_diagnostic()?;
-            let key = NvsKey::from_keys_file(&fs_err::read(&a.key).into_diagnostic()?)?;
+            let image = read_image(&a.input)?;
+            let key = NvsKey::from_keys_file(&read_image(&a.key)?)?;
             let plain = decrypt_image(&image, &key)?;
             write_atomic(&out, &plain, None)
                 .into_diagnostic()
@@ -286,9 +286,7 @@ fn encrypt(a: &EncryptArgs, global: &GlobalOpts) -> miette::Result<()> {
     }
     let key = if let Some(path) = &a.inputkey {
         check_bin_ext(&path.to_string_lossy())?;
-        Some(NvsKey::from_keys_file(
-            &fs_err::read(path).into_diagnostic()?,
-        )?)
+        Some(NvsKey::from_keys_file(&read_image(path)?)?)
     } else {
         None
     };
@@ -350,7 +348,7 @@ fn write_keys(
                     "HMAC key input file (HMAC-based encryption scheme) missing"
                 ));
             };
-            fs_err::read(p).into_diagnostic()?
+            read_image(p)?
         };
         NvsKey::from_hmac_key(&hmac_key)
     } else {
@@ -415,10 +413,18 @@ fn target_path(outdir: Option<&Path>, file: &str) -> miette::Result<PathBuf> {
     })
 }
 
+/// Reads an image or keys file, bounded (`espfleet_compiler::input`).
+fn read_image(path: &std::path::Path) -> miette::Result<Vec<u8>> {
+    Ok(espfleet_compiler::input::read(
+        path,
+        espfleet_compiler::input::InputKind::IMAGE,
+    )?)
+}
+
 fn dump(a: &DumpArgs) -> miette::Result<()> {
-    let mut image = fs_err::read(&a.image).into_diagnostic()?;
+    let mut image = read_image(&a.image)?;
     if let Some(k) = &a.key {
-        let key = NvsKey::from_keys_file(&fs_err::read(k).into_diagnostic()?)?;
+        let key = NvsKey::from_keys_file(&read_image(k)?)?;
         image = decrypt_written_slots(&image, &key)?;
     }
     let decoded = decode(&image);
@@ -482,6 +488,7 @@ mod tests {
         let global = GlobalOpts {
             quiet: true,
             verbose: 0,
+            deny_warnings: false,
             color: super::super::ColorChoice::Never,
         };
         run(

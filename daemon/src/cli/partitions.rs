@@ -16,7 +16,7 @@
 //! | 1 | inputs on which the tool crashes with a Python exception: values that do not fit the binary (type > 255, offset ≥ 4 GiB, a negative resolved size), text that is not UTF-8, a bad `--extra-partition-subtypes` value; also failing to write the output |
 //! | 2 | invalid input reported as such (CSV syntax, layout, verification, flash size, table too large, corrupt binary), unreadable input, bad options |
 
-use std::io::{Read as _, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -175,15 +175,16 @@ fn options(err: &mut dyn Write, args: &PartitionsArgs) -> Result<TableOptions, E
     })
 }
 
+/// Reads the input table (CSV or binary; a binary table is at most 0xC00 bytes, far below the
+/// CSV limit), bounded and only from a regular file or `-` (stdin).
 fn read_input(err: &mut dyn Write, path: &Path) -> Result<Vec<u8>, ExitCode> {
-    if path == Path::new("-") {
-        let mut bytes = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .map_err(|e| usage(err, &format!("reading stdin: {e}")))?;
-        return Ok(bytes);
-    }
-    fs_err::read(path).map_err(|e| usage(err, &e.to_string()))
+    use espfleet_compiler::input::{self, InputKind};
+    let read = if path == Path::new("-") {
+        input::read_stdin(InputKind::TABLE_CSV)
+    } else {
+        input::read(path, InputKind::TABLE_CSV)
+    };
+    read.map_err(|e| usage(err, &e.to_string()))
 }
 
 /// The conversion, with status lines, warnings and errors written to `err` (stderr in use).
@@ -270,6 +271,7 @@ mod tests {
         GlobalOpts {
             quiet: true,
             verbose: 0,
+            deny_warnings: false,
             color: ColorChoice::Never,
         }
     }

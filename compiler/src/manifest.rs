@@ -6,6 +6,9 @@
 pub mod discover;
 pub mod document;
 pub mod error;
+pub mod extends_walk;
+pub mod inputs;
+pub mod kdl_guard;
 pub mod reader;
 pub mod source;
 

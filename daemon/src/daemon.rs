@@ -16,6 +16,7 @@
 //! journal and the flash maps of the manifests in force, live; it only reads what the loop
 //! publishes.
 
+pub mod access;
 pub mod board;
 pub mod device;
 pub mod entry;

@@ -87,6 +87,7 @@ impl ManifestLoader for JsonLoader {
             chip: m.chip,
             rules: m.rules,
             image: Arc::new(image_for(m.chip, m.seed, m.size)),
+            extends: Vec::new(),
         })
     }
 }

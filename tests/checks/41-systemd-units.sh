@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks the espfleetd unit with `systemd-analyze verify` in a throwaway root (no running
 # systemd needed), treating any output as a failure because unknown keys and bad values are
-# only warnings with exit status 0 (shared spec testing-hotplug.md §6). Also checks the
+# only warnings with exit status 0 (`docs/testing-hotplug.md` §6). Also checks the
 # sysusers and tmpfiles files, prints the `systemd-analyze security` exposure and fails above
 # 2.0, and checks that the bench page's network access is loopback only.
 set -euo pipefail

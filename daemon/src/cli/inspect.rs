@@ -88,8 +88,8 @@ pub struct InspectArgs {
 /// Prints the account of one image.
 #[allow(clippy::needless_pass_by_value)] // dispatch hands every subcommand its args by value
 pub fn run(args: InspectArgs, _global: &GlobalOpts) -> miette::Result<ExitCode> {
-    let bytes = fs_err::read(&args.image)
-        .map_err(|e| miette::miette!(code = "espfleet::inspect::unreadable", "{e}"))?;
+    let bytes =
+        espfleet_compiler::input::read(&args.image, espfleet_compiler::input::InputKind::IMAGE)?;
     let report = inspect::inspect(&bytes, args.kind.map(KindArg::kind))
         .map_err(|e| miette::Report::new(e).wrap_err(args.image.display().to_string()))?;
     if let Some(svg) = &args.svg {

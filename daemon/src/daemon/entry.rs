@@ -90,14 +90,9 @@ pub fn main() -> ExitCode {
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("ESPFLEET_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,espflash=error"));
-    // journald adds its own timestamps; plain lines without ANSI colour.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .without_time()
-        .with_target(false)
-        .try_init();
+    // journald adds its own timestamps; plain lines without ANSI colour. espflash's debug
+    // output (every command's bytes) never reaches the journal, whatever ESPFLEET_LOG says.
+    crate::logging::init(filter, crate::logging::Style::Daemon);
     let _ = miette::set_hook(Box::new(|_| {
         Box::new(
             miette::MietteHandlerOpts::new()

@@ -864,6 +864,7 @@ mod tests {
             name: "bench".into(),
             chip: Chip::Esp32,
             rules: Vec::new(),
+            extends: Vec::new(),
             image: Arc::new(image),
         });
         let dir = tempfile::tempdir().unwrap();

@@ -104,12 +104,16 @@ pub struct PortStatus {
 /// The snapshot the loop publishes and the socket serves.
 pub type Shared = Arc<Mutex<Snapshot>>;
 
-/// The one JSON form of a snapshot: what `espfleet status --json` prints and what the bench
-/// page's `GET /api/status` serves, byte for byte (pretty-printed, one trailing newline).
+/// The one JSON form of a running daemon's snapshot: what `espfleet status --json` prints and
+/// what the bench page's `GET /api/status` serves, byte for byte — the snapshot's fields plus
+/// `"running": true` (a script tells it from the `"running": false` document `status --json`
+/// prints when no daemon answers), pretty-printed, one trailing newline.
 pub fn to_json(snap: &Snapshot) -> String {
-    let mut out = serde_json::to_string_pretty(snap).unwrap_or_else(|_| "{}".to_owned());
-    out.push('\n');
-    out
+    let mut value = serde_json::to_value(snap).unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        map.insert("running".into(), serde_json::Value::Bool(true));
+    }
+    format!("{value:#}\n")
 }
 
 /// Status socket errors.

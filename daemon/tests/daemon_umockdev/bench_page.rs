@@ -660,7 +660,7 @@ fn bench_page_16_boards() {
             .map(|p| format!("{}: {}", p.slot, p.detail.as_deref().unwrap_or("")))
             .collect();
         if !failed.is_empty() {
-            println!("round {round}: boards that failed: {failed:#?}");
+            println!("round {round}: boards that failed: {}", failed.join("; "));
         }
         let per_slot: Vec<Vec<f64>> = serde_json::from_value(s.eval(
             "return Object.values(window.espfleetPerf.updates).map((u) => u.times)",

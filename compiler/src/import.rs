@@ -50,6 +50,22 @@ pub enum ImportError {
         /// What is wrong.
         message: String,
     },
+    /// The bootloader or app would not boot: wrong chip, or checksum or SHA-256 not matching.
+    #[error("{part} at {offset:#x} is not a valid image: {reason}")]
+    #[diagnostic(
+        code(espfleet::import::firmware_invalid),
+        help(
+            "the image is corrupt (a bad download or a partial write); `espfleet inspect FILE` shows each region's checksum and SHA-256"
+        )
+    )]
+    FirmwareInvalid {
+        /// `bootloader` or `app`.
+        part: String,
+        /// Where it is in the image.
+        offset: u32,
+        /// What is wrong.
+        reason: firmware::FirmwareError,
+    },
     /// The factory parameters name a module the catalogue does not know.
     #[error("module `{module}` ({chip}) is not in the catalogue")]
     #[diagnostic(
@@ -419,6 +435,15 @@ pub fn import(bytes: &[u8]) -> Result<Imported, ImportError> {
     let boot_bytes = &bytes[bootloader as usize..];
     let boot_len =
         image_len(boot_bytes).ok_or_else(|| bad("bootloader", "not a valid ESP image"))?;
+    // An image that would not boot is refused: importing it would write a manifest that
+    // reproduces a broken board.
+    firmware::verify(&boot_bytes[..boot_len], chip).map_err(|reason| {
+        ImportError::FirmwareInvalid {
+            part: "bootloader".to_owned(),
+            offset: bootloader,
+            reason,
+        }
+    })?;
     let (mode, freq, size) = inspect::header_flash(chip, boot_bytes[2], boot_bytes[3]);
     let flash = FlashSettings {
         mode: mode.unwrap_or(FlashMode::Dio),
@@ -684,6 +709,13 @@ pub fn import(bytes: &[u8]) -> Result<Imported, ImportError> {
             }
             if is_primary && Some(p) == app_part {
                 let n = image_len(data).ok_or_else(|| bad(&p.name, "no valid app image"))?;
+                firmware::verify(&data[..n], chip).map_err(|reason| {
+                    ImportError::FirmwareInvalid {
+                        part: "app".to_owned(),
+                        offset: p.offset,
+                        reason,
+                    }
+                })?;
                 files.push(ImportedFile {
                     path: "firmware/esp-at.bin".to_owned(),
                     bytes: data[..n].to_vec(),

@@ -22,6 +22,7 @@ mod history;
 mod identity;
 mod import;
 mod inspect;
+mod merge_bin;
 mod nvs;
 mod partitions;
 mod schema;
@@ -38,6 +39,10 @@ pub struct GlobalOpts {
     /// Print more (repeat for more detail). Logs go to stderr.
     #[arg(long, short, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Treat warnings as errors (exit 1): expired certificates, repeated properties, settings
+    /// the release ignores. For CI.
+    #[arg(long, global = true, env = "ESPFLEET_DENY_WARNINGS")]
+    pub deny_warnings: bool,
     /// When to use colour in diagnostics.
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
@@ -92,6 +97,8 @@ enum Command {
     Sim(Box<sim::SimArgs>),
     /// Show what an image holds: partition tables, NVS, era A bins, firmware, factory images.
     Inspect(inspect::InspectArgs),
+    /// Merge binaries into one flashable image (a drop-in for esptool merge-bin).
+    MergeBin(merge_bin::MergeBinArgs),
     /// Recover a manifest (and its certificate, BLE and firmware files) from a factory image.
     Import(import::ImportArgs),
     /// Show, trim or empty the content-addressed image cache.
@@ -106,7 +113,14 @@ enum Command {
 
 /// Entry point of the `espfleet` binary: parse arguments, set up diagnostics and logging, run.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args = match merge_bin::expand_esptool_arguments(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(args);
     setup(&cli.global);
     let result = match cli.command {
         Command::Check(args) => check::run(args, &cli.global),
@@ -117,6 +131,7 @@ pub fn main() -> ExitCode {
         Command::Nvs(args) => nvs::run(args, &cli.global),
         Command::Sim(args) => sim::run(*args, &cli.global),
         Command::Inspect(args) => inspect::run(args, &cli.global),
+        Command::MergeBin(args) => merge_bin::run(args, &cli.global),
         Command::Import(args) => import::run(args, &cli.global),
         Command::Cache(args) => cache::run(args, &cli.global),
         Command::History(args) => history::run(args, &cli.global),
@@ -169,9 +184,6 @@ fn setup(global: &GlobalOpts) {
             };
             tracing_subscriber::EnvFilter::new(directives)
         });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(color)
-        .try_init();
+    // Whatever the filter says, espflash's debug output (every command's bytes) stays out.
+    crate::logging::init(filter, crate::logging::Style::Cli { ansi: color });
 }

@@ -1,46 +1,52 @@
-//! Writing a [`FlashImage`] to a board over a serial port, with the espflash library.
+//! Writing a [`FlashImage`] to a board over a serial port, through espflash's connection.
 //!
-//! One call to [`flash`] does the whole job on one port and reports progress through a
-//! callback; it never prints. The daemon runs one call per port on its own thread ([`spawn`]);
-//! everything here is `Send`.
+//! [`Session`] is the front door: [`Session::connect`] opens the port and identifies the board,
+//! [`Session::flash`] writes an image on the same connection. [`flash`] does both for the CLI;
+//! the daemon identifies first, picks the board's manifest, then flashes, still on one
+//! connection. Progress goes to a callback; nothing here prints. Everything is `Send`.
 //!
 //! The sequence, and why it is in this order:
 //!
-//! 1. **Connect in ROM mode** with the reset the port supports: the DTR/RTS dance for USB-UART
-//!    bridges, the USB Serial/JTAG sequence for 303a:1001, none for ports without modem lines
-//!    (ptys). Switch the ROM to the requested baud at once.
-//! 2. **Check before writing anything**: the detected chip, the flash size (against the image's
-//!    flash size and its last byte) and, if asked, the MAC. Any mismatch is refused with the
-//!    board untouched.
-//! 3. **Compare**: MD5 every part locally and ask the ROM for the MD5 of the same region
-//!    (SPI_FLASH_MD5). Parts that match are skipped. When nothing changed we stop here: no stub
-//!    upload, no write, which makes an unchanged re-flash cost a connect plus one MD5 per part.
-//! 4. **Write** the changed parts. With the stub (the default) we reconnect on the same open port
-//!    at the already-raised baud, so the stub upload runs at full speed instead of 115200, and
-//!    espflash sends deflate-compressed blocks. Every written part is verified by MD5.
-//! 5. **Reset** as asked.
+//! 1. **Connect to the ROM loader at 115200** with the reset the port supports: the DTR/RTS
+//!    dance for USB-UART bridges, the USB Serial/JTAG sequence for 303a:1001, none for ports
+//!    without modem lines (ptys). Identify the chip by its magic register (one round trip; the
+//!    ESP32 ROM does not implement GET_SECURITY_INFO, see [`session`]), read the MAC and the
+//!    flash's JEDEC ID.
+//! 2. **Check before writing anything**: the chip, the flash size (against the image's flash
+//!    size and its last byte) and, if asked, the MAC. Any mismatch is refused with the board
+//!    untouched.
+//! 3. **Compare**: MD5 every part locally and ask the loader for the MD5 of the same region
+//!    (SPI_FLASH_MD5). Parts that match are skipped. When nothing changed we stop here: no baud
+//!    change, no stub upload, no write, so an unchanged re-flash costs a connect plus one or two
+//!    MD5s per part.
+//! 4. **Write** the changed parts at the transfer baud. With the stub (the default) it is
+//!    uploaded on the open port at that baud and takes deflate-compressed blocks; without it the
+//!    ROM takes 1 KiB blocks, announced exactly, and gets no FLASH_END (which it would refuse
+//!    for a short last part, and which makes it leave the loader). Every written part is
+//!    verified by MD5.
+//! 5. **Reset** as `--after` asks; `no-reset` leaves the board in its loader.
 //!
 //! A failure at any step is a [`FlashError`] that says what the board was left holding
 //! ([`BoardState`]); a flash is only reported done when every part is verified.
 
 mod error;
 mod port;
+mod session;
+mod stub_image;
 mod stub_write;
 
-use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use espflash::connection::{Connection, ResetAfterOperation, ResetBeforeOperation};
-use espflash::flasher::Flasher;
-use espflash::image_format::Segment as EspSegment;
-use espflash::target::ProgressCallbacks;
+use espfleet_compiler::device_match::{MatchRule, format_mac};
 use espfleet_compiler::image::FlashImage;
 use espfleet_compiler::target::Chip;
 use md5::{Digest as _, Md5};
 
-pub use self::error::{BoardState, FlashError};
+use self::session::Loader;
+
+pub use self::error::{BoardState, FlashError, PartialWrite};
 pub use self::port::{Port, USB_SERIAL_JTAG_PID, UsbIds};
 
 /// Flash sector size: the erase unit, and so the alignment every part must have.
@@ -93,6 +99,9 @@ pub struct FlashOptions {
     pub after: After,
     /// Refuse boards whose factory MAC differs (for images carrying per-board data).
     pub expected_mac: Option<MacAddress>,
+    /// The manifest's `match` nodes: the board must satisfy the chip and MAC of at least one of
+    /// them (their USB properties are the daemon's business). Empty: any board.
+    pub match_rules: Vec<MatchRule>,
     /// Skip parts whose flash region already holds the same bytes (MD5 compare).
     pub skip_unchanged: bool,
 }
@@ -105,6 +114,7 @@ impl Default for FlashOptions {
             before: Before::Auto,
             after: After::Auto,
             expected_mac: None,
+            match_rules: Vec::new(),
             skip_unchanged: true,
         }
     }
@@ -246,318 +256,439 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
 }
 
-/// Flashes `image` to the board on `port`. Blocks until done; call it from the port's worker
-/// thread (see [`spawn`]). `on_event` sees every step; it must not block for long.
+/// Flashes `image` to the board on `port`: [`Session::connect`], then [`Session::flash`].
+/// Blocks until done; call it from the port's worker thread (see [`spawn`]). `on_event` sees
+/// every step; it must not block for long.
 pub fn flash(
     port: &Port,
     image: &FlashImage,
     opts: &FlashOptions,
     on_event: &mut dyn FnMut(FlashEvent),
 ) -> Result<FlashReport, FlashError> {
-    let started = Instant::now();
     validate(image)?;
-    let local_md5: Vec<[u8; 16]> = image
-        .segments
-        .iter()
-        .map(|s| Md5::digest(&s.data).into())
-        .collect();
-
     // Compression runs while we connect and compare; it is cancelled if nothing needs writing.
-    let mut compressor = opts.use_stub.then(|| stub_write::Compressor::start(image));
-
+    let compressor = opts.use_stub.then(|| stub_write::Compressor::start(image));
     on_event(FlashEvent::Connecting);
-    let (mut rom, link) = connect(port, image.chip, opts)?;
-    let board = check(port, image, opts, &mut rom)?;
-    on_event(FlashEvent::Connected {
-        chip: board.chip,
-        mac: board.mac.clone(),
-        flash_size: board.flash_size,
-    });
+    let session = Session::connect(port.clone(), opts.clone(), Some(image.chip))?;
+    session.write(image, compressor, on_event)
+}
 
-    // Compare with what is on the board. Reading flash for an MD5 takes time on the device
-    // (about 0.1 s per MiB), so a part's first sector is checked first: when it differs (an
-    // erased board, a new build) the part is known to be changed without reading the rest.
-    let mut changed = Vec::new();
-    let mut write_len: Vec<usize> = image.segments.iter().map(|s| s.data.len()).collect();
-    for (index, seg) in image.segments.iter().enumerate() {
-        let same = opts.skip_unchanged && {
-            let md5_on_board = |rom: &mut Flasher, len: usize| {
-                rom.checksum_md5(seg.offset, u32::try_from(len).unwrap_or(u32::MAX))
-                    .map(u128::to_be_bytes)
-                    .map_err(untouched(port, "comparing flash contents"))
-            };
-            let head = seg.data.len().min(SECTOR as usize);
-            let head_same = head == seg.data.len()
-                || md5_on_board(&mut rom, head)?
-                    == <[u8; 16]>::from(Md5::digest(&seg.data[..head]));
-            head_same && md5_on_board(&mut rom, seg.data.len())? == local_md5[index]
+/// One connection to a board's loader: identify it once, then flash it, on the same open port.
+///
+/// This is the front door for flashing: the CLI's [`flash`] and the daemon (which identifies a
+/// board, picks its manifest, then flashes) both go through it.
+#[derive(Debug)]
+pub struct Session {
+    port: Port,
+    opts: FlashOptions,
+    loader: Loader,
+    board: Board,
+    opened: Instant,
+}
+
+impl Session {
+    /// Opens the port, resets the chip into its loader as `opts.before` says, and identifies the
+    /// board: chip, MAC, flash size. Refuses (with the board untouched) a chip other than
+    /// `expected`, a chip espfleet does not flash, and a MAC other than `opts.expected_mac`.
+    pub fn connect(
+        port: Port,
+        opts: FlashOptions,
+        expected: Option<Chip>,
+    ) -> Result<Session, FlashError> {
+        let opened = Instant::now();
+        let (loader, identity) = Loader::open(&port, opts.before, opts.after, expected)?;
+        let Some(chip) = identity.chip else {
+            return Err(FlashError::UnsupportedChip {
+                port: port.path().to_owned(),
+                found: identity.esp_chip.to_string(),
+            });
         };
-        if same {
-            on_event(FlashEvent::PartUnchanged { index });
+        let Some(mac) = identity.mac else {
+            return Err(FlashError::Protocol {
+                port: port.path().to_owned(),
+                during: "reading the MAC",
+                state: BoardState::Untouched,
+                source: Box::new(espflash::Error::InvalidResponse(
+                    "the eFuse MAC is not readable".into(),
+                )),
+            });
+        };
+        if let Some(expected) = opts.expected_mac
+            && mac != expected
+        {
+            return Err(FlashError::MacMismatch {
+                port: port.path().to_owned(),
+                expected: expected.to_string(),
+                found: mac.to_string(),
+            });
+        }
+        let satisfies =
+            |r: &MatchRule| r.mac.is_none_or(|m| m == mac.0) && r.chip.is_none_or(|c| c == chip);
+        if !opts.match_rules.is_empty() && !opts.match_rules.iter().any(satisfies) {
+            let named: Vec<String> = opts
+                .match_rules
+                .iter()
+                .filter_map(|r| r.mac.map(format_mac))
+                .collect();
+            return Err(FlashError::NotMatched {
+                port: port.path().to_owned(),
+                wanted: named.join(", "),
+                found: mac.to_string(),
+            });
+        }
+        Ok(Session {
+            port,
+            opts,
+            loader,
+            board: Board {
+                chip,
+                mac,
+                flash_size: identity.flash_size,
+            },
+            opened,
+        })
+    }
+
+    /// The chip found.
+    pub fn chip(&self) -> Chip {
+        self.board.chip
+    }
+
+    /// The board's factory MAC.
+    pub fn mac(&self) -> MacAddress {
+        self.board.mac
+    }
+
+    /// The flash size found, in bytes.
+    pub fn flash_size(&self) -> u32 {
+        self.board.flash_size
+    }
+
+    /// Flashes `image`: compares every part with the board (MD5), writes the changed ones,
+    /// verifies each written part by MD5, then resets as `--after` says. Ends the session.
+    pub fn flash(
+        self,
+        image: &FlashImage,
+        on_event: &mut dyn FnMut(FlashEvent),
+    ) -> Result<FlashReport, FlashError> {
+        validate(image)?;
+        let compressor = self
+            .opts
+            .use_stub
+            .then(|| stub_write::Compressor::start(image));
+        self.write(image, compressor, on_event)
+    }
+
+    fn write(
+        mut self,
+        image: &FlashImage,
+        mut compressor: Option<stub_write::Compressor>,
+        on_event: &mut dyn FnMut(FlashEvent),
+    ) -> Result<FlashReport, FlashError> {
+        self.check(image)?;
+        on_event(FlashEvent::Connected {
+            chip: self.board.chip,
+            mac: self.board.mac.to_string(),
+            flash_size: self.board.flash_size,
+        });
+        let local_md5: Vec<[u8; 16]> = image
+            .segments
+            .iter()
+            .map(|s| Md5::digest(&s.data).into())
+            .collect();
+        let (changed, write_len) = self.compare(image, &local_md5, on_event)?;
+        let port = self.port.clone();
+        if changed.is_empty() {
+            on_event(FlashEvent::Resetting);
+            self.finish(false)?;
+            return Ok(self.report(image, &changed, false));
+        }
+        // The baud was raised in `compare` at the first changed part (a no-op if it is there).
+        self.loader
+            .set_baud(self.opts.baud)
+            .map_err(untouched(&port, "changing the baud rate"))?;
+        let stub = if let Some(compressor) = compressor.as_mut() {
+            self.write_with_stub(
+                image, compressor, &changed, &local_md5, &write_len, on_event,
+            )?;
+            true
         } else {
+            self.write_with_rom(image, &changed, &local_md5, &write_len, on_event)?;
+            false
+        };
+        on_event(FlashEvent::Resetting);
+        self.finish(stub)?;
+        Ok(self.report(image, &changed, stub))
+    }
+
+    /// Refuses an image for another chip or a larger flash.
+    fn check(&self, image: &FlashImage) -> Result<(), FlashError> {
+        let port = self.port.path().to_owned();
+        if image.chip != self.board.chip {
+            return Err(FlashError::WrongChip {
+                port,
+                expected: image.chip,
+                found: self.board.chip.to_string(),
+            });
+        }
+        let needed = image
+            .segments
+            .iter()
+            .map(espfleet_compiler::image::Segment::end)
+            .max()
+            .unwrap_or(0)
+            .max(u64::from(image.flash.size.bytes()));
+        if u64::from(self.board.flash_size) < needed {
+            return Err(FlashError::FlashTooSmall {
+                port,
+                needed_mb: u32::try_from(needed.div_ceil(1 << 20)).unwrap_or(u32::MAX),
+                found_mb: self.board.flash_size >> 20,
+            });
+        }
+        Ok(())
+    }
+
+    /// Compares every part with the board. Returns the changed parts, and per part how many
+    /// bytes need sending: a changed part's trailing erased sectors need not be sent when the
+    /// board is erased there too.
+    ///
+    /// Reading flash for an MD5 takes time on the device (about 0.1 s per MiB), so a part's
+    /// first sector is checked first: when it differs (an erased board, a new build) the part is
+    /// known to be changed without reading the rest.
+    ///
+    /// The session runs at 115200 until the first changed part: a board that holds everything
+    /// never pays for a baud change, and once something is to be written the remaining
+    /// comparisons already run at the transfer speed.
+    fn compare(
+        &mut self,
+        image: &FlashImage,
+        local_md5: &[[u8; 16]],
+        on_event: &mut dyn FnMut(FlashEvent),
+    ) -> Result<(Vec<usize>, Vec<usize>), FlashError> {
+        let port = self.port.clone();
+        let comparing = untouched(&port, "comparing flash contents");
+        let md5_on_board = |loader: &mut Loader, addr: u32, len: usize| {
+            loader
+                .md5(addr, u32::try_from(len).unwrap_or(u32::MAX))
+                .map_err(&comparing)
+        };
+        let mut changed = Vec::new();
+        let mut write_len: Vec<usize> = image.segments.iter().map(|s| s.data.len()).collect();
+        for (index, seg) in image.segments.iter().enumerate() {
+            let same = self.opts.skip_unchanged && {
+                let head = seg.data.len().min(SECTOR as usize);
+                let head_same = head == seg.data.len()
+                    || md5_on_board(&mut self.loader, seg.offset, head)?
+                        == <[u8; 16]>::from(Md5::digest(&seg.data[..head]));
+                head_same
+                    && md5_on_board(&mut self.loader, seg.offset, seg.data.len())?
+                        == local_md5[index]
+            };
+            if same {
+                on_event(FlashEvent::PartUnchanged { index });
+                continue;
+            }
+            if changed.is_empty() {
+                self.loader
+                    .set_baud(self.opts.baud)
+                    .map_err(untouched(&port, "changing the baud rate"))?;
+            }
             changed.push(index);
-            // Trailing erased sectors need not be written if the board is erased there too.
             let head = head_len(&seg.data);
             if head < seg.data.len() {
                 let tail = &seg.data[head..];
-                let theirs = rom
-                    .checksum_md5(
-                        seg.offset + u32::try_from(head).unwrap_or(0),
-                        u32::try_from(tail.len()).unwrap_or(0),
-                    )
-                    .map_err(untouched(port, "comparing flash contents"))?;
-                if theirs.to_be_bytes() == <[u8; 16]>::from(Md5::digest(tail)) {
+                let at = seg.offset + u32::try_from(head).unwrap_or(0);
+                if md5_on_board(&mut self.loader, at, tail.len())?
+                    == <[u8; 16]>::from(Md5::digest(tail))
+                {
                     write_len[index] = head;
                 }
             }
         }
+        Ok((changed, write_len))
     }
 
-    if changed.is_empty() {
-        on_event(FlashEvent::Resetting);
-        rom.connection()
-            .reset_after(false, board.esp_chip)
-            .map_err(|e| FlashError::ResetFailed {
-                port: port.path().to_owned(),
-                source: Box::new(e),
-            })?;
-        return Ok(board.report(port, image, opts, &changed, false, started));
-    }
-
-    let Some(compressor) = compressor.as_mut() else {
-        // ROM loader: espflash writes uncompressed 1 KiB blocks and verifies each part.
-        write_with_rom(port, image, rom, &changed, &write_len, on_event)?;
-        return Ok(board.report(port, image, opts, &changed, false, started));
-    };
-
-    write_with_stub(
-        port, image, &board, rom, link, opts.baud, compressor, &changed, &local_md5, &write_len,
-        on_event,
-    )?;
-    Ok(board.report(port, image, opts, &changed, true, started))
-}
-
-/// Writes the changed parts through the stub (see [`stub_write`]): stub upload on the open
-/// port, all parts sent, then all verified, then the session ended and the board reset.
-#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
-fn write_with_stub(
-    port: &Port,
-    image: &FlashImage,
-    board: &Board,
-    rom: Flasher,
-    link: Link,
-    baud: u32,
-    compressor: &mut stub_write::Compressor,
-    changed: &[usize],
-    local_md5: &[[u8; 16]],
-    write_len: &[usize],
-    on_event: &mut dyn FnMut(FlashEvent),
-) -> Result<(), FlashError> {
-    on_event(FlashEvent::LoadingStub);
-    // Same open port, already at the transfer baud: the ROM is in its loader and answers SYNC
-    // at this speed, so the stub goes up fast. No second reset.
-    let serial = rom.into_connection().into_serial();
-    let connection = Connection::new(
-        serial,
-        link.info,
-        link.after,
-        ResetBeforeOperation::NoReset,
-        baud,
-    );
-    let mut stub = Flasher::connect(connection, true, true, false, Some(board.esp_chip), None)
-        .map_err(untouched(port, "starting the flasher stub"))?;
-    // espflash's own begin step: SPI attach, and the RTC watchdog off on USB Serial/JTAG.
-    stub.disable_watchdog()
-        .map_err(untouched(port, "preparing the flash"))?;
-
-    let mut sent: Vec<usize> = Vec::new();
-    let mut to_verify = Vec::new();
-    for &index in changed {
-        let prepared = compressor.take(index, image, write_len[index]);
-        let blocks = prepared.blocks();
-        let offset = image.segments[index].offset;
-        on_event(FlashEvent::PartStarted { index, blocks });
-        let result = stub_write::send_part(
-            stub.connection(),
-            board.esp_chip,
-            offset,
-            &prepared,
-            &mut |done| {
+    /// Writes the changed parts through the ROM loader, uncompressed in 1 KiB blocks, and checks
+    /// each part's MD5 right after it (the ROM programs each block before it answers).
+    fn write_with_rom(
+        &mut self,
+        image: &FlashImage,
+        changed: &[usize],
+        local_md5: &[[u8; 16]],
+        write_len: &[usize],
+        on_event: &mut dyn FnMut(FlashEvent),
+    ) -> Result<(), FlashError> {
+        let port = self.port.clone();
+        self.loader
+            .begin_rom_writes()
+            .map_err(untouched(&port, "preparing the flash"))?;
+        let mut verified: Vec<usize> = Vec::new();
+        for &index in changed {
+            let seg = &image.segments[index];
+            let data = pad4(&seg.data[..write_len[index]]);
+            let blocks = data.len().div_ceil(0x400);
+            on_event(FlashEvent::PartStarted { index, blocks });
+            let sent = self.loader.write_rom_part(seg.offset, &data, &mut |done| {
                 on_event(FlashEvent::PartProgress {
                     index,
                     done,
                     blocks,
                 });
-            },
-        );
-        if let Err(e) = result {
-            return Err(write_error(
-                port,
-                image,
-                &sent,
-                Some(index),
-                changed.len(),
-                e,
-            ));
-        }
-        sent.push(index);
-        // Verified over the whole part: the written head and the erased tail.
-        to_verify.push((
-            index,
-            local_md5[index],
-            u32::try_from(image.segments[index].data.len()).unwrap_or(u32::MAX),
-        ));
-    }
-    let names = |v: &[usize]| {
-        v.iter()
-            .map(|&i| image.segments[i].name.clone())
-            .collect::<Vec<_>>()
-    };
-    let mut verified: Vec<usize> = Vec::new();
-    for (index, md5, len) in to_verify {
-        on_event(FlashEvent::PartVerifying { index });
-        let seg = &image.segments[index];
-        let unverified = || BoardState::SentNotVerified {
-            parts: names(&sent),
-        };
-        let theirs = stub.checksum_md5(seg.offset, len).map_err(|e| {
-            if vanished(port, &e) {
-                FlashError::DeviceVanished {
-                    port: port.path().to_owned(),
-                    during: "verifying",
-                    state: unverified(),
-                    source: Box::new(e),
-                }
-            } else {
-                FlashError::WriteFailed {
-                    port: port.path().to_owned(),
-                    summary: chain(&e),
-                    state: unverified(),
-                    source: Box::new(e),
-                }
-            }
-        })?;
-        if theirs.to_be_bytes() != md5 {
-            return Err(FlashError::VerifyFailed {
-                port: port.path().to_owned(),
-                part: seg.name.clone(),
-                offset: seg.offset,
-                state: BoardState::PartiallyWritten {
-                    completed: names(&verified),
-                    interrupted: Some(seg.name.clone()),
-                },
             });
-        }
-        verified.push(index);
-        on_event(FlashEvent::PartWritten { index });
-    }
-    on_event(FlashEvent::Resetting);
-    stub_write::finish(stub.connection(), board.esp_chip).map_err(|e| FlashError::ResetFailed {
-        port: port.path().to_owned(),
-        source: Box::new(e),
-    })?;
-    Ok(())
-}
-
-/// Writes the changed parts through the ROM loader with espflash's `write_bins_to_flash`
-/// (uncompressed, each part verified by MD5 right after it), then resets as configured.
-fn write_with_rom(
-    port: &Port,
-    image: &FlashImage,
-    mut rom: Flasher,
-    changed: &[usize],
-    write_len: &[usize],
-    on_event: &mut dyn FnMut(FlashEvent),
-) -> Result<(), FlashError> {
-    let padded: Vec<Vec<u8>> = changed
-        .iter()
-        .map(|&i| pad4(&image.segments[i].data[..write_len[i]]))
-        .collect();
-    let segments: Vec<EspSegment<'_>> = changed
-        .iter()
-        .zip(&padded)
-        .map(|(&i, data)| EspSegment {
-            addr: image.segments[i].offset,
-            data: Cow::Borrowed(data),
-        })
-        .collect();
-    let mut progress = Progress {
-        image,
-        changed,
-        current: None,
-        done: Vec::new(),
-        blocks: 0,
-        on_event,
-    };
-    let result = rom.write_bins_to_flash(&segments, &mut progress);
-    let Progress {
-        done,
-        current,
-        on_event,
-        ..
-    } = progress;
-    if let Err(e) = result {
-        return Err(write_error(port, image, &done, current, changed.len(), e));
-    }
-    on_event(FlashEvent::Resetting);
-    Ok(())
-}
-
-/// espflash's name for a chip.
-fn esp_chip(chip: Chip) -> espflash::target::Chip {
-    match chip {
-        Chip::Esp32 => espflash::target::Chip::Esp32,
-        Chip::Esp32c3 => espflash::target::Chip::Esp32c3,
-    }
-}
-
-/// How the port was opened, for reconnecting on it.
-struct Link {
-    info: serialport::UsbPortInfo,
-    after: ResetAfterOperation,
-}
-
-/// Opens the port, resets the chip into its loader as the port allows, syncs and raises the baud.
-fn connect(port: &Port, chip: Chip, opts: &FlashOptions) -> Result<(Flasher, Link), FlashError> {
-    let mut serial = port.open()?;
-    let has_lines = port::can_toggle_lines(&mut serial);
-    let before = match opts.before {
-        Before::Auto if has_lines => ResetBeforeOperation::DefaultReset,
-        Before::Auto | Before::NoReset => ResetBeforeOperation::NoReset,
-        Before::DefaultReset => ResetBeforeOperation::DefaultReset,
-        Before::UsbReset => ResetBeforeOperation::UsbReset,
-    };
-    let after = match opts.after {
-        After::Auto if has_lines => ResetAfterOperation::HardReset,
-        After::Auto | After::NoReset => ResetAfterOperation::NoReset,
-        After::HardReset => ResetAfterOperation::HardReset,
-        After::NoResetNoStub => ResetAfterOperation::NoResetNoStub,
-        After::WatchdogReset => ResetAfterOperation::WatchdogReset,
-    };
-    let info = port.espflash_info();
-    let connection = Connection::new(serial, info.clone(), after, before, opts.baud);
-    let rom =
-        // Given the expected chip, espflash stops right after detection on a mismatch, before
-        // it probes the flash through the wrong chip's SPI registers.
-        Flasher::connect(connection, false, true, false, Some(esp_chip(chip)), Some(opts.baud)).map_err(|e| {
-            if let espflash::Error::ChipMismatch(_, found) = &e {
-                FlashError::WrongChip { port: port.path().to_owned(), expected: chip, found: found.clone() }
-            } else if vanished(port, &e) {
-                FlashError::DeviceVanished {
+            let len = u32::try_from(seg.data.len()).unwrap_or(u32::MAX);
+            let theirs = sent.and_then(|()| {
+                on_event(FlashEvent::PartVerifying { index });
+                self.loader.md5(seg.offset, len)
+            });
+            let theirs =
+                theirs.map_err(|e| write_error(&port, image, &verified, &[], Some(index), e))?;
+            if theirs != local_md5[index] {
+                return Err(FlashError::VerifyFailed {
                     port: port.path().to_owned(),
-                    during: "connecting",
-                    state: BoardState::Untouched,
-                    source: Box::new(e),
-                }
-            } else {
-                FlashError::NoResponse {
-                    port: port.path().to_owned(),
-                    before: before.to_string(),
-                    source: Box::new(e),
-                }
+                    part: seg.name.clone(),
+                    offset: seg.offset,
+                    state: partially_written(image, &verified, &[], Some(index)),
+                });
             }
-        })?;
-    Ok((rom, Link { info, after }))
+            verified.push(index);
+            on_event(FlashEvent::PartWritten { index });
+        }
+        Ok(())
+    }
+
+    /// Writes the changed parts through the stub (see [`stub_write`]): stub upload on the open
+    /// port at the transfer baud, all parts sent, then all verified.
+    #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
+    fn write_with_stub(
+        &mut self,
+        image: &FlashImage,
+        compressor: &mut stub_write::Compressor,
+        changed: &[usize],
+        local_md5: &[[u8; 16]],
+        write_len: &[usize],
+        on_event: &mut dyn FnMut(FlashEvent),
+    ) -> Result<(), FlashError> {
+        let port = self.port.clone();
+        on_event(FlashEvent::LoadingStub);
+        self.loader
+            .load_stub()
+            .map_err(untouched(&port, "starting the flasher stub"))?;
+        let esp_chip = self.loader.esp_chip();
+        let mut sent: Vec<usize> = Vec::new();
+        for &index in changed {
+            let prepared = compressor.take(index, image, write_len[index]);
+            let blocks = prepared.blocks();
+            let offset = image.segments[index].offset;
+            on_event(FlashEvent::PartStarted { index, blocks });
+            let result = stub_write::send_part(
+                self.loader.connection(),
+                esp_chip,
+                offset,
+                &prepared,
+                &mut |done| {
+                    on_event(FlashEvent::PartProgress {
+                        index,
+                        done,
+                        blocks,
+                    });
+                },
+            );
+            if let Err(e) = result {
+                // Nothing is verified yet: the MD5 checks run after the last part.
+                return Err(write_error(&port, image, &[], &sent, Some(index), e));
+            }
+            sent.push(index);
+        }
+        let mut verified: Vec<usize> = Vec::new();
+        for &index in changed {
+            on_event(FlashEvent::PartVerifying { index });
+            let seg = &image.segments[index];
+            let len = u32::try_from(seg.data.len()).unwrap_or(u32::MAX);
+            let unverified: Vec<usize> = sent
+                .iter()
+                .copied()
+                .filter(|i| !verified.contains(i))
+                .collect();
+            let theirs = self.loader.md5(seg.offset, len).map_err(|e| {
+                let state = BoardState::SentNotVerified {
+                    verified: names(image, &verified),
+                    parts: names(image, &unverified),
+                };
+                if vanished(&port, &e) {
+                    FlashError::DeviceVanished {
+                        port: port.path().to_owned(),
+                        during: "verifying",
+                        state,
+                        source: Box::new(e),
+                    }
+                } else {
+                    FlashError::WriteFailed {
+                        port: port.path().to_owned(),
+                        summary: chain(&e),
+                        state,
+                        source: Box::new(e),
+                    }
+                }
+            })?;
+            if theirs != local_md5[index] {
+                let others: Vec<usize> = unverified.into_iter().filter(|&i| i != index).collect();
+                return Err(FlashError::VerifyFailed {
+                    port: port.path().to_owned(),
+                    part: seg.name.clone(),
+                    offset: seg.offset,
+                    state: partially_written(image, &verified, &others, Some(index)),
+                });
+            }
+            verified.push(index);
+            on_event(FlashEvent::PartWritten { index });
+        }
+        Ok(())
+    }
+
+    /// Ends the session as `--after` asks (see [`Loader::finish`]).
+    fn finish(&mut self, wrote_with_stub: bool) -> Result<(), FlashError> {
+        self.loader
+            .finish(wrote_with_stub)
+            .map_err(|e| FlashError::ResetFailed {
+                port: self.port.path().to_owned(),
+                hint: error::reset_hint(self.loader.after(), self.loader.has_lines()),
+                source: Box::new(e),
+            })
+    }
+
+    fn report(&self, image: &FlashImage, written: &[usize], stub: bool) -> FlashReport {
+        let parts: Vec<PartReport> = image
+            .segments
+            .iter()
+            .enumerate()
+            .map(|(i, s)| PartReport {
+                name: s.name.clone(),
+                offset: s.offset,
+                size: u32::try_from(s.data.len()).unwrap_or(u32::MAX),
+                outcome: if written.contains(&i) {
+                    PartOutcome::Written
+                } else {
+                    PartOutcome::Skipped
+                },
+            })
+            .collect();
+        FlashReport {
+            port: self.port.path().to_owned(),
+            chip: self.board.chip,
+            mac: self.board.mac.to_string(),
+            flash_size: self.board.flash_size,
+            stub,
+            baud: self.opts.baud,
+            bytes_written: parts
+                .iter()
+                .filter(|p| p.outcome == PartOutcome::Written)
+                .map(|p| u64::from(p.size))
+                .sum(),
+            bytes_total: parts.iter().map(|p| u64::from(p.size)).sum(),
+            parts,
+            duration: self.opened.elapsed(),
+        }
+    }
 }
 
 /// Maps an error that happened before anything was written.
@@ -584,117 +715,24 @@ fn untouched<'p>(
     }
 }
 
-/// The board, as identified and accepted by [`check`].
+/// The board, as identified by [`Session::connect`].
+#[derive(Debug, Clone, Copy)]
 struct Board {
     chip: Chip,
-    esp_chip: espflash::target::Chip,
-    mac: String,
+    mac: MacAddress,
     flash_size: u32,
 }
 
-/// Refuses the board unless chip, flash size and (if asked) MAC fit the image.
-fn check(
-    port: &Port,
-    image: &FlashImage,
-    opts: &FlashOptions,
-    rom: &mut Flasher,
-) -> Result<Board, FlashError> {
-    let device = rom
-        .device_info()
-        .map_err(untouched(port, "identifying the board"))?;
-    let found_chip = device.chip.to_string();
-    let chip = match found_chip.parse::<Chip>() {
-        Ok(c) if c == image.chip => c,
-        _ => {
-            return Err(FlashError::WrongChip {
-                port: port.path().to_owned(),
-                expected: image.chip,
-                found: found_chip,
-            });
-        }
-    };
-    let flash_size = device.flash_size.size();
-    let needed = image
-        .segments
-        .iter()
-        .map(espfleet_compiler::image::Segment::end)
-        .max()
-        .unwrap_or(0)
-        .max(u64::from(image.flash.size.bytes()));
-    if u64::from(flash_size) < needed {
-        return Err(FlashError::FlashTooSmall {
-            port: port.path().to_owned(),
-            needed_mb: u32::try_from(needed.div_ceil(1 << 20)).unwrap_or(u32::MAX),
-            found_mb: flash_size >> 20,
-        });
-    }
-    let mac = device
-        .mac_address
-        .clone()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    if let Some(expected) = opts.expected_mac
-        && mac.parse::<MacAddress>().ok() != Some(expected)
-    {
-        return Err(FlashError::MacMismatch {
-            port: port.path().to_owned(),
-            expected: expected.to_string(),
-            found: mac,
-        });
-    }
-    Ok(Board {
-        chip,
-        esp_chip: device.chip,
-        mac,
-        flash_size,
-    })
-}
-
-impl Board {
-    fn report(
-        &self,
-        port: &Port,
-        image: &FlashImage,
-        opts: &FlashOptions,
-        written: &[usize],
-        stub: bool,
-        started: Instant,
-    ) -> FlashReport {
-        let parts: Vec<PartReport> = image
-            .segments
-            .iter()
-            .enumerate()
-            .map(|(i, s)| PartReport {
-                name: s.name.clone(),
-                offset: s.offset,
-                size: u32::try_from(s.data.len()).unwrap_or(u32::MAX),
-                outcome: if written.contains(&i) {
-                    PartOutcome::Written
-                } else {
-                    PartOutcome::Skipped
-                },
-            })
-            .collect();
-        FlashReport {
-            port: port.path().to_owned(),
-            chip: self.chip,
-            mac: self.mac.clone(),
-            flash_size: self.flash_size,
-            stub,
-            baud: opts.baud,
-            bytes_written: parts
-                .iter()
-                .filter(|p| p.outcome == PartOutcome::Written)
-                .map(|p| u64::from(p.size))
-                .sum(),
-            bytes_total: parts.iter().map(|p| u64::from(p.size)).sum(),
-            parts,
-            duration: started.elapsed(),
-        }
+/// espfleet's name for an espflash chip, when espfleet supports it.
+fn our_chip(chip: espflash::target::Chip) -> Option<Chip> {
+    match chip {
+        espflash::target::Chip::Esp32 => Some(Chip::Esp32),
+        espflash::target::Chip::Esp32c3 => Some(Chip::Esp32c3),
+        _ => None,
     }
 }
 
-/// Runs [`flash`] on a new thread: the daemon's one worker per port.
+/// Runs [`flash`] on a new thread: one worker per port.
 pub fn spawn(
     port: Port,
     image: Arc<FlashImage>,
@@ -708,36 +746,44 @@ pub fn spawn(
         .expect("spawning a thread only fails when the OS is out of resources")
 }
 
-/// Turns an error from the write phase into one that says what the board holds now.
+fn names(image: &FlashImage, parts: &[usize]) -> Vec<String> {
+    parts
+        .iter()
+        .map(|&i| image.segments[i].name.clone())
+        .collect()
+}
+
+/// The state of a board some parts were written to: `verified` parts are proven by MD5,
+/// `unverified` ones were sent (every block acknowledged) but not checked yet, `current` was
+/// being written.
+fn partially_written(
+    image: &FlashImage,
+    verified: &[usize],
+    unverified: &[usize],
+    current: Option<usize>,
+) -> BoardState {
+    if verified.is_empty() && unverified.is_empty() && current.is_none() {
+        return BoardState::Untouched;
+    }
+    BoardState::PartiallyWritten(Box::new(PartialWrite {
+        completed: names(image, verified),
+        unverified: names(image, unverified),
+        interrupted: current.map(|i| image.segments[i].name.clone()),
+    }))
+}
+
+/// Turns an error from the write phase into one that says what the board holds now: `verified`
+/// parts are proven by MD5, `unverified` ones sent but not yet checked, `current` was being sent.
 fn write_error(
     port: &Port,
     image: &FlashImage,
-    done: &[usize],
+    verified: &[usize],
+    unverified: &[usize],
     current: Option<usize>,
-    to_write: usize,
     e: espflash::Error,
 ) -> FlashError {
     let path = port.path().to_owned();
-    if done.len() == to_write {
-        // Every part was verified; only the end-of-flash command or the reset failed.
-        return FlashError::ResetFailed {
-            port: path,
-            source: Box::new(e),
-        };
-    }
-    let completed: Vec<String> = done
-        .iter()
-        .map(|&i| image.segments[i].name.clone())
-        .collect();
-    let interrupted = current.map(|i| image.segments[i].name.clone());
-    let state = if completed.is_empty() && interrupted.is_none() {
-        BoardState::Untouched
-    } else {
-        BoardState::PartiallyWritten {
-            completed,
-            interrupted,
-        }
-    };
+    let state = partially_written(image, verified, unverified, current);
     if let (espflash::Error::VerifyFailed, Some(i)) = (&e, current) {
         let seg = &image.segments[i];
         return FlashError::VerifyFailed {
@@ -898,54 +944,6 @@ fn pad4(data: &[u8]) -> Vec<u8> {
     let mut v = data.to_vec();
     v.resize(data.len().next_multiple_of(4), 0xFF);
     v
-}
-
-/// Adapts espflash's progress callbacks to [`FlashEvent`]s and records which parts finished,
-/// so a failure can say what the board holds.
-struct Progress<'a, 'f> {
-    image: &'a FlashImage,
-    changed: &'a [usize],
-    current: Option<usize>,
-    done: Vec<usize>,
-    blocks: usize,
-    on_event: &'f mut dyn FnMut(FlashEvent),
-}
-
-impl ProgressCallbacks for Progress<'_, '_> {
-    fn init(&mut self, addr: u32, total: usize) {
-        let index = self
-            .changed
-            .iter()
-            .copied()
-            .find(|&i| self.image.segments[i].offset == addr)
-            .unwrap_or(self.changed[self.done.len().min(self.changed.len() - 1)]);
-        self.current = Some(index);
-        self.blocks = total;
-        (self.on_event)(FlashEvent::PartStarted {
-            index,
-            blocks: total,
-        });
-    }
-    fn update(&mut self, current: usize) {
-        if let Some(index) = self.current {
-            (self.on_event)(FlashEvent::PartProgress {
-                index,
-                done: current,
-                blocks: self.blocks,
-            });
-        }
-    }
-    fn verifying(&mut self) {
-        if let Some(index) = self.current {
-            (self.on_event)(FlashEvent::PartVerifying { index });
-        }
-    }
-    fn finish(&mut self, _skipped: bool) {
-        if let Some(index) = self.current.take() {
-            self.done.push(index);
-            (self.on_event)(FlashEvent::PartWritten { index });
-        }
-    }
 }
 
 #[cfg(test)]

@@ -351,27 +351,148 @@ fn data_commands(sim: &SimHandle) -> u64 {
         .sum()
 }
 
+/// Whether the board on `port` answers a SYNC the way a loader does (ROM or stub): it is still
+/// in download mode. Sent by hand (spec framing: SLIP, command 0x08 with its 36-byte payload).
+fn answers_sync(port: &Path) -> bool {
+    use espfleet_sim::protocol::{Command as Packet, SYNC_PAYLOAD, op};
+    use espfleet_sim::slip;
+    use std::io::{Read as _, Write as _};
+    use std::time::{Duration, Instant};
+    let mut tty = serialport::new(port.to_string_lossy(), 115_200)
+        .timeout(Duration::from_millis(20))
+        .open_native()
+        .unwrap();
+    let mut decoder = slip::Decoder::new();
+    let mut byte = [0u8; 1];
+    // Five tries, as both real clients make per connect attempt: the board may still be busy
+    // finishing what the last client sent.
+    for _ in 0..5 {
+        tty.write_all(&slip::encode(&Packet::encode(op::SYNC, &SYNC_PAYLOAD, 0)))
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_millis(300);
+        while Instant::now() < deadline {
+            if !matches!(tty.read(&mut byte), Ok(1)) {
+                continue;
+            }
+            if let Some(Ok(frame)) = decoder.push(byte[0])
+                && frame.len() >= 2
+                && frame[..2] == [1, op::SYNC]
+            {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// A last part that is not a multiple of 4 KiB (the app: 60,000 bytes; the partition table:
+/// 3,072), on both chips, through the stub and through the ROM loader: exit 0, every part
+/// verified, and with `--after no-reset` the board is still in download mode (it answers SYNC,
+/// and a second run finds everything in place). The ROM gets no FLASH_END, which the real ROMs
+/// refuse after a short last part (daemon/sim/README.md).
 #[test]
-fn rom_loader_without_stub_on_esp32() {
+fn short_last_part_flashes_and_no_reset_leaves_the_board_in_the_loader() {
+    for chip in [Chip::Esp32, Chip::Esp32c3] {
+        for stub in [true, false] {
+            let what = format!("{chip}, {}", if stub { "stub" } else { "ROM" });
+            let parts = Parts::new(chip, 60_000);
+            let sim = sim(chip, |_| {});
+            let mut extra = vec!["--after", "no-reset"];
+            if !stub {
+                extra.push("--no-stub");
+            }
+            let (code, json, stderr) = flash(sim.path(), &parts, &extra);
+            assert_eq!(code, 0, "{what}: {stderr}");
+            assert_eq!(json["chip"], chip.name(), "{what}");
+            assert_eq!(json["stub"], Value::Bool(stub), "{what}");
+            assert_eq!(outcomes(&json), ["written", "written", "written"], "{what}");
+            let end = 0x10000 + 60_000;
+            assert_holds(&sim.flash_contents()[..end], &parts, &what);
+            let ops = sim.stats().commands_by_opcode;
+            if !stub {
+                assert!(
+                    !ops.contains_key(&0x04),
+                    "{what}: no FLASH_END to the ROM: {ops:?}"
+                );
+            }
+            assert!(answers_sync(sim.path()), "{what}: still in download mode");
+            let (code, json, stderr) = flash(sim.path(), &parts, &extra);
+            assert_eq!(code, 0, "{what}: {stderr}");
+            assert_eq!(outcomes(&json), ["skipped", "skipped", "skipped"], "{what}");
+        }
+    }
+}
+
+/// An ESP32 that already holds the parts, at 115,200 baud: identified without a command its ROM
+/// lacks (the ESP32 ROM refuses GET_SECURITY_INFO in another command's reply, and a client
+/// waiting for its own opcode loses 3 s per try), no baud change, nothing written. The time it
+/// takes on a paced simulator is a benchmark figure (tests/bench/flash.sh).
+#[test]
+fn esp32_unchanged_reflash_at_115200_sends_nothing_the_rom_lacks() {
     let parts = Parts::new(Chip::Esp32, 60_000);
     let sim = sim(Chip::Esp32, |_| {});
-    let (code, json, stderr) = flash(sim.path(), &parts, &["--no-stub"]);
+    let (code, _, stderr) = flash(sim.path(), &parts, &["--after", "no-reset"]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(json["chip"], "esp32");
-    assert_eq!(json["stub"], Value::Bool(false));
-    assert_eq!(outcomes(&json), ["written", "written", "written"]);
-    assert_holds(
-        &sim.flash_contents()[..0x10000 + 60_000],
-        &parts,
-        "simulator memory",
+    let before = sim.stats().commands_by_opcode;
+    let out = Command::new(env!("CARGO_BIN_EXE_espfleet"))
+        .arg("flash")
+        .arg("--port")
+        .arg(sim.path())
+        .args(["--baud", "115200", "--json", "--after", "no-reset"])
+        .args(parts.args())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-
-    // espflash ends a ROM-loader write with FLASH_END(reboot): the board runs its app, and a
-    // real auto-reset circuit would put it back into download mode.
-    sim.reset_to_bootloader();
-    let (code, json, stderr) = flash(sim.path(), &parts, &["--no-stub"]);
-    assert_eq!(code, 0, "{stderr}");
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(outcomes(&json), ["skipped", "skipped", "skipped"]);
+    let after = sim.stats().commands_by_opcode;
+    let sent =
+        |op: u8| after.get(&op).copied().unwrap_or(0) - before.get(&op).copied().unwrap_or(0);
+    assert_eq!(
+        sent(0x14),
+        0,
+        "no GET_SECURITY_INFO to the ESP32 ROM: {after:?}"
+    );
+    assert_eq!(sent(0x0F), 0, "no baud change when nothing is written");
+    assert_eq!(
+        sent(0x02) + sent(0x03) + sent(0x10) + sent(0x11),
+        0,
+        "nothing written"
+    );
+    assert!(sent(0x13) >= 3, "one MD5 per part at least");
+}
+
+/// `--after hard-reset` on a port without DTR/RTS: the images are written and verified, the
+/// reset cannot happen, and the help says so (and suggests `--after no-reset`); with
+/// `--after no-reset` there is nothing to fail.
+#[test]
+fn hard_reset_on_a_port_without_reset_lines_is_reported_with_the_right_help() {
+    let parts = Parts::new(Chip::Esp32c3, 10_000);
+    let sim = sim(Chip::Esp32c3, |_| {});
+    let (code, json, stderr) = flash(sim.path(), &parts, &["--after", "hard-reset"]);
+    assert_failed(
+        code,
+        &json,
+        &stderr,
+        "espfleet::flash::reset_failed",
+        "written_not_reset",
+    );
+    assert!(
+        json["error"]["help"]
+            .as_str()
+            .unwrap()
+            .contains("no DTR/RTS lines"),
+        "{json}"
+    );
+    assert_holds(
+        &sim.flash_contents()[..0x10000 + 10_000],
+        &parts,
+        "after reset_failed",
+    );
 }
 
 #[test]
@@ -379,6 +500,10 @@ fn no_response_when_not_in_download_mode() {
     let parts = Parts::new(Chip::Esp32c3, 10_000);
     let sim = sim(Chip::Esp32c3, |_| {});
     sim.boot_app();
+    assert!(
+        !answers_sync(sim.path()),
+        "the application does not answer SYNC"
+    );
     let (code, json, stderr) = flash(sim.path(), &parts, &[]);
     assert_failed(
         code,
@@ -487,7 +612,97 @@ fn unplug_mid_write_is_reported_as_partial() {
         "partially_written",
     );
     assert_eq!(json["board"]["interrupted"], "app", "{json}");
+    // The stub's MD5 checks run after the last part: nothing is verified yet, and the parts
+    // already sent are listed as such, not as completed.
+    assert_eq!(json["board"]["completed"], serde_json::json!([]), "{json}");
+    assert_eq!(
+        json["board"]["unverified"],
+        serde_json::json!(["bootloader", "partition-table"]),
+        "{json}"
+    );
     assert!(stderr.contains("flash it again"), "{stderr}");
+}
+
+/// Through the ROM loader each part is verified right after it is written, so the parts before
+/// the interrupted one are completed (and verified).
+#[test]
+fn unplug_mid_rom_write_lists_the_verified_parts_as_completed() {
+    let parts = Parts::new(Chip::Esp32, 60_000);
+    // Bootloader 20 blocks, partition table 3, then the app: its 5th block.
+    let sim = sim(Chip::Esp32, |c| {
+        c.faults.unplug = Some(Trigger::Opcode { op: 0x03, nth: 28 });
+    });
+    let (code, json, stderr) = flash(sim.path(), &parts, &["--no-stub"]);
+    assert_failed(
+        code,
+        &json,
+        &stderr,
+        "espfleet::flash::device_vanished",
+        "partially_written",
+    );
+    assert_eq!(json["board"]["interrupted"], "app", "{json}");
+    assert_eq!(
+        json["board"]["completed"],
+        serde_json::json!(["bootloader", "partition-table"]),
+        "{json}"
+    );
+    assert!(json["board"].get("unverified").is_none(), "{json}");
+}
+
+/// A manifest whose `match mac=` names another board is refused before anything is written;
+/// `--ignore-match` writes it anyway; the named board is accepted.
+#[test]
+fn manifest_match_mac_is_enforced_unless_ignored() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("board-0042.kdl");
+    std::fs::write(
+        &manifest,
+        format!(
+            "espfleet 1\nname \"board-0042\"\nextends \"{}\"\nmatch mac=\"58:cf:79:00:00:42\"\n",
+            root.join("manifests/examples/mini-1-c3.kdl").display()
+        ),
+    )
+    .unwrap();
+    let run = |port: &Path, extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_espfleet"))
+            .arg("flash")
+            .arg(&manifest)
+            .arg("--port")
+            .arg(port)
+            .args(["--baud", "921600", "--json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            json,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let other = sim(Chip::Esp32c3, |c| {
+        c.mac = Some([0x58, 0xcf, 0x79, 0, 0, 0x07]);
+    });
+    let (code, json, stderr) = run(other.path(), &[]);
+    assert_failed(
+        code,
+        &json,
+        &stderr,
+        "espfleet::flash::board_not_matched",
+        "untouched",
+    );
+    assert!(stderr.contains("--ignore-match"), "{stderr}");
+    assert_erased(&other.flash_contents());
+    let (code, json, stderr) = run(other.path(), &["--ignore-match"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(json["mac"], "58:cf:79:00:00:07");
+
+    let named = sim(Chip::Esp32c3, |c| {
+        c.mac = Some([0x58, 0xcf, 0x79, 0, 0, 0x42]);
+    });
+    let (code, _, stderr) = run(named.path(), &[]);
+    assert_eq!(code, 0, "{stderr}");
 }
 
 #[test]

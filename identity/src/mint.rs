@@ -218,11 +218,14 @@ impl CaSigner {
     }
 }
 
+/// Reads a CA file with the bounds every input has (a regular file, at most 1 MiB).
 fn read(path: &Path) -> Result<Vec<u8>, MintError> {
-    fs_err::read(path).map_err(|e| MintError::CaUnreadable {
-        path: path.to_path_buf(),
-        reason: e.kind().to_string(),
-    })
+    espfleet_compiler::input::read(path, espfleet_compiler::input::InputKind::CERTIFICATE).map_err(
+        |e| MintError::CaUnreadable {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        },
+    )
 }
 
 impl FleetCa {

@@ -216,10 +216,14 @@ fn read_items(files: &[PathBuf], problems: &mut Vec<PoolProblem>) -> (CertsByKey
             );
             continue;
         }
-        let bytes = match fs_err::read(file) {
+        // Opened without blocking and checked again once open (a file swapped for a FIFO).
+        let bytes = match espfleet_compiler::input::read(
+            file,
+            espfleet_compiler::input::InputKind::CERTIFICATE,
+        ) {
             Ok(b) => Secret::new(b),
             Err(e) => {
-                problem(problems, file, format!("cannot be read: {}", e.kind()));
+                problem(problems, file, format!("cannot be read: {e}"));
                 continue;
             }
         };

@@ -153,7 +153,7 @@ impl Record {
 /// Reads a JSON file sealed with the blake3 of its body (its last 32 bytes); `None` when it is
 /// missing, torn or does not parse.
 fn read_sealed<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
-    let bytes = std::fs::read(path).ok()?;
+    let bytes = crate::input::read(path, crate::input::InputKind::LOCK).ok()?;
     if bytes.len() < 32 {
         return None;
     }
@@ -198,7 +198,8 @@ impl Cache {
             return None;
         }
         for (path, want) in &r.inputs {
-            let now = std::fs::read(path).ok()?;
+            // Bounded, and never blocking on a FIFO that replaced an input.
+            let now = crate::input::read(path, crate::input::InputKind::IMAGE).ok()?;
             if blake3::hash(&now).to_hex().as_str() != want {
                 return None;
             }

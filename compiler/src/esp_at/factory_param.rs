@@ -1,4 +1,4 @@
-//! Era A `factory_param.bin`: the 4096-byte module parameter block (spec section 4).
+//! Era A `factory_param.bin`: the 4096-byte module parameter block (`docs/formats/esp-at-images.md` §4).
 //!
 //! Two ways in: [`FactoryParam`] is the typed record a manifest fills in, and [`generate`]
 //! reproduces ESP-AT's `factory_param_generate.py` from its type and data CSVs (including its
@@ -16,6 +16,12 @@ pub const SIZE: usize = 4096;
 pub const MAGIC: [u8; 2] = [0xFC, 0xFC];
 /// Number of bytes the fields occupy; the rest of the block is `0xFF`.
 pub const FIELDS_LEN: usize = 88;
+
+/// Lowest UART baud rate ESP-AT accepts on the ESP32 and ESP32-C3 (`AT+UART_CUR` /
+/// `AT+UART_DEF`: "the supported range is 80 ~ 5000000"; docs/value-rules.md).
+pub const BAUD_MIN: i32 = 80;
+/// Highest UART baud rate ESP-AT accepts (same source).
+pub const BAUD_MAX: i32 = 5_000_000;
 
 /// Errors of the era A factory parameter format.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
@@ -335,7 +341,7 @@ fn parse_type_table(type_csv: &str) -> Result<HashMap<String, FieldDef>, Factory
     Ok(types)
 }
 
-/// Writes one cell into its field: zeros first, then the value (spec 4.2 step 4).
+/// Writes one cell into its field: zeros first, then the value (`docs/formats/esp-at-images.md` §4.2 step 4).
 fn write_field(
     field: &mut [u8],
     name: &str,
@@ -370,7 +376,7 @@ fn write_field(
     Ok(())
 }
 
-/// Reproduces `tools/factory_param_generate.py` (spec 4.2): the image for `platform`/`module`
+/// Reproduces `tools/factory_param_generate.py` (`docs/formats/esp-at-images.md` §4.2): the image for `platform`/`module`
 /// from ESP-AT's `factory_param_type.csv` (`type_csv`) and `factory_param_data.csv` (`data_csv`).
 ///
 /// `platform` matches case-insensitively; `module` must already be upper case (as `build.py`

@@ -87,6 +87,43 @@ pub enum FirmwareError {
         help("the image file is truncated")
     )]
     DigestTruncated(usize),
+    /// The stored checksum is not the XOR of the segment data (the ROM refuses to boot it).
+    #[error("firmware image checksum is {stored:#04x}, but its segments give {computed:#04x}")]
+    #[diagnostic(
+        code(espfleet::esp_at::firmware::checksum),
+        help(
+            "the image is corrupt or was edited after esptool wrote it; copy it again from the build folder"
+        )
+    )]
+    Checksum {
+        /// The byte in the image.
+        stored: u8,
+        /// What the segments give.
+        computed: u8,
+    },
+    /// The appended SHA-256 does not match the image.
+    #[error("firmware image SHA-256 does not match its contents")]
+    #[diagnostic(
+        code(espfleet::esp_at::firmware::digest),
+        help(
+            "the image is corrupt or was edited after esptool wrote it; copy it again from the build folder"
+        )
+    )]
+    Digest,
+    /// Built for another chip.
+    #[error("firmware image is for chip id {image} ({}), not {chip}", crate::inspect::chip_of_id(*image).map_or("an unknown chip", Chip::name))]
+    #[diagnostic(
+        code(espfleet::esp_at::firmware::chip),
+        help(
+            "use the bootloader and app built for the manifest's chip (its build folder's flasher_args.json names the chip)"
+        )
+    )]
+    WrongChip {
+        /// The id in the image.
+        image: u16,
+        /// The chip the manifest builds for.
+        chip: Chip,
+    },
     /// Extended header byte 23 is neither 0 nor 1.
     #[error("firmware image byte 23 (hash appended) is {0:#04x}, expected 0 or 1")]
     #[diagnostic(
@@ -362,6 +399,30 @@ impl FirmwareImage {
         self.checksum = self.computed_checksum();
         self.digest = self.extended.hash_appended.then(|| self.computed_digest());
     }
+}
+
+/// Checks a bootloader or app image the way the chip will: it must decode, carry `chip`'s id,
+/// and its checksum and (when appended) SHA-256 must match its contents. Returns the decoded
+/// image.
+pub fn verify(bytes: &[u8], chip: Chip) -> Result<FirmwareImage, FirmwareError> {
+    let img = FirmwareImage::decode(bytes)?;
+    if img.extended.chip_id != chip.image_chip_id() {
+        return Err(FirmwareError::WrongChip {
+            image: img.extended.chip_id,
+            chip,
+        });
+    }
+    let computed = img.computed_checksum();
+    if img.checksum != computed {
+        return Err(FirmwareError::Checksum {
+            stored: img.checksum,
+            computed,
+        });
+    }
+    if img.digest.is_some_and(|d| d != img.computed_digest()) {
+        return Err(FirmwareError::Digest);
+    }
+    Ok(img)
 }
 
 /// esptool's flash-size nibble (`size_code << 4`) for the header.

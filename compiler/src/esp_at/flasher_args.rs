@@ -1,4 +1,4 @@
-//! The flashing recipes of an ESP-IDF/ESP-AT build folder (spec 10.1): `flasher_args.json`,
+//! The flashing recipes of an ESP-IDF/ESP-AT build folder (`docs/formats/esp-at-images.md` §10.1): `flasher_args.json`,
 //! `flash_project_args`, and ESP-AT's `download.config`, rendered and parsed.
 //!
 //! Rendering lets an espfleet output folder be flashed by Espressif's own tools (and diffed
@@ -93,6 +93,15 @@ pub enum FlasherArgsError {
         help("point at an ESP-AT build or release folder")
     )]
     NoRecipe(PathBuf),
+    /// A recipe names a file outside its own folder (`../../etc/passwd`, `/dev/sda`).
+    #[error("the recipe names `{0}`, which is not inside the release folder")]
+    #[diagnostic(
+        code(espfleet::esp_at::flasher_args::path_outside),
+        help(
+            "a release folder's recipe may name only files inside that folder (relative paths without `..`); copy the image into the folder"
+        )
+    )]
+    PathOutside(String),
     /// Reading a file failed.
     #[error("reading {path}: {message}")]
     #[diagnostic(
@@ -125,6 +134,24 @@ fn parse_offset(text: &str) -> Result<u32, FlasherArgsError> {
         None => t.parse(),
     };
     r.map_err(|_| FlasherArgsError::Offset(text.to_owned()))
+}
+
+/// Checks that a recipe's file name stays inside the recipe's folder: relative, no `..`, no
+/// root or drive prefix, not empty. (Symbolic links are checked when the folder is read.)
+pub fn check_part_file(file: &str) -> Result<(), FlasherArgsError> {
+    use std::path::Component;
+    let path = Path::new(file);
+    let inside = !file.is_empty()
+        && !file.contains('\0')
+        && path
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        && path.components().any(|c| matches!(c, Component::Normal(_)));
+    if inside {
+        Ok(())
+    } else {
+        Err(FlasherArgsError::PathOutside(file.to_owned()))
+    }
 }
 
 /// The image name IDF gives a file when only a path is known (`download.config`).
@@ -276,6 +303,7 @@ impl FlasherArgs {
             let encrypted = entry
                 .get("encrypted")
                 .is_some_and(|e| e.as_str() == Some("true") || e.as_bool() == Some(true));
+            check_part_file(file)?;
             parts.push(FlashPart {
                 name: name.clone(),
                 offset: parse_offset(off)?,
@@ -338,6 +366,7 @@ impl FlasherArgs {
                         file: "download.config",
                         what: "file after offset",
                     })?;
+                    check_part_file(file)?;
                     parts.push(FlashPart {
                         name: name_for_file(file),
                         offset,
@@ -375,27 +404,50 @@ pub struct BuildFolder {
     pub segments: Vec<Segment>,
 }
 
-/// Reads an ESP-AT build or release folder (the one that holds `flasher_args.json`).
+/// Reads an ESP-AT build or release folder (the one that holds `flasher_args.json`). Every
+/// file read is bounded ([`crate::input`]) and must lie inside `dir`, also after following
+/// symbolic links.
 pub fn read_build_folder(dir: &Path) -> Result<BuildFolder, FlasherArgsError> {
-    let io = |path: &Path, e: std::io::Error| FlasherArgsError::Io {
+    use crate::input::{self, InputKind};
+    let io = |path: &Path, e: input::InputError| FlasherArgsError::Io {
         path: path.to_owned(),
-        message: e.to_string(),
+        message: e.into_io_error().to_string(),
+    };
+    let text = |path: &Path| {
+        let bytes = input::read(path, InputKind::RECIPE).map_err(|e| io(path, e))?;
+        String::from_utf8(bytes).map_err(|_| FlasherArgsError::Io {
+            path: path.to_owned(),
+            message: "not UTF-8 text".to_owned(),
+        })
     };
     let json = dir.join("flasher_args.json");
     let args = if json.is_file() {
-        FlasherArgs::parse_json(&fs_err::read_to_string(&json).map_err(|e| io(&json, e))?)?
+        FlasherArgs::parse_json(&text(&json)?)?
     } else {
         let p = ["download.config", "flash_project_args"]
             .iter()
             .map(|n| dir.join(n))
             .find(|p| p.is_file())
             .ok_or_else(|| FlasherArgsError::NoRecipe(dir.to_owned()))?;
-        FlasherArgs::parse_args(&fs_err::read_to_string(&p).map_err(|e| io(&p, e))?)?
+        FlasherArgs::parse_args(&text(&p)?)?
     };
+    let root = fs_err::canonicalize(dir).map_err(|e| FlasherArgsError::Io {
+        path: dir.to_owned(),
+        message: e.to_string(),
+    })?;
     let mut segments = Vec::new();
     for p in &args.parts {
+        check_part_file(&p.file)?;
         let path = dir.join(&p.file);
-        let data: Arc<[u8]> = fs_err::read(&path).map_err(|e| io(&path, e))?.into();
+        // A link inside the folder must not lead out of it.
+        if let Ok(real) = std::fs::canonicalize(&path) {
+            if !real.starts_with(&root) {
+                return Err(FlasherArgsError::PathOutside(p.file.clone()));
+            }
+        }
+        let data: Arc<[u8]> = input::read(&path, InputKind::IMAGE)
+            .map_err(|e| io(&path, e))?
+            .into();
         segments.push(Segment {
             name: p.name.clone(),
             offset: p.offset,

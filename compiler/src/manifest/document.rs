@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::error::{ErrorKind, ManifestError};
 use super::reader::{NodeReader, Problems, unknown_node, value};
 use super::source::{Place, SourceFile, Spanned};
+use crate::esp_at::factory_param::{BAUD_MAX, BAUD_MIN};
 use crate::target::Chip;
 
 /// The manifest language version this build understands.
@@ -486,39 +487,9 @@ const TOP_LEVEL: &[&str] = &[
 /// resolving can go on and report its own problems in the same run.
 pub fn parse(file: &SourceFile) -> (Document, Vec<ManifestError>) {
     let mut problems = Problems::default();
-    let kdl = match file.text().parse::<KdlDocument>() {
+    let kdl = match super::kdl_guard::parse(file) {
         Ok(d) => d,
-        Err(e) => {
-            for d in &e.diagnostics {
-                let place = Place {
-                    file: file.clone(),
-                    span: d.span,
-                };
-                let msg = d
-                    .message
-                    .clone()
-                    .unwrap_or_else(|| "invalid KDL".to_owned());
-                let mut err =
-                    ManifestError::new(ErrorKind::SyntaxInvalid, format!("KDL syntax: {msg}"))
-                        .at(&place, d.label.clone().unwrap_or_else(|| "here".to_owned()));
-                err = err.help(d.help.clone().unwrap_or_else(|| {
-                    "manifests are KDL v2 documents: strings in double quotes, booleans as #true/#false".to_owned()
-                }));
-                problems.push(err);
-            }
-            if problems.0.is_empty() {
-                problems.push(
-                    ManifestError::new(ErrorKind::SyntaxInvalid, "KDL syntax error").at(
-                        &Place {
-                            file: file.clone(),
-                            span: (0, 0).into(),
-                        },
-                        "here",
-                    ),
-                );
-            }
-            return (Document::default(), problems.0);
-        }
+        Err(errors) => return (Document::default(), errors),
     };
     let mut doc = Document::default();
     let mut seen: Vec<(&str, Place)> = Vec::new();
@@ -733,9 +704,21 @@ fn parse_top(r: &NodeReader<'_>, doc: &mut Document, problems: &mut Problems) {
             r.finish(&["mode", "freq", "size"], false, problems);
         }
         "uart" => {
+            let baud = int_prop(r, "baud", -1, i128::from(BAUD_MAX), problems).and_then(|b| {
+                if b.value == -1 || b.value >= BAUD_MIN {
+                    Some(b)
+                } else {
+                    problems.push(
+                        ManifestError::new(ErrorKind::ValueInvalid, format!("baud rate {} is below {BAUD_MIN}", b.value))
+                            .at(&b.place, "out of range")
+                            .help(format!("ESP-AT's UART runs at {BAUD_MIN} to {BAUD_MAX} baud (AT+UART_DEF); -1 only for modules without an AT UART")),
+                    );
+                    None
+                }
+            });
             let node = UartNode {
                 port: int_prop(r, "port", -1, 2, problems),
-                baud: int_prop(r, "baud", -1, 5_000_000, problems),
+                baud,
                 tx: int_prop(r, "tx", -1, 48, problems),
                 rx: int_prop(r, "rx", -1, 48, problems),
                 cts: int_prop(r, "cts", -1, 48, problems),
@@ -1082,7 +1065,14 @@ fn parse_attribute(
     let perm = int_prop(r, "perm", 0, 255, problems);
     let value = string_prop(r, "value", problems).and_then(|s| {
         let hex = s.value.trim();
-        if hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        if hex.chars().all(|c| c.is_ascii_hexdigit()) && hex.len() % 2 == 1 {
+            problems.push(
+                ManifestError::new(ErrorKind::GattsInvalid, "a GATTS value is whole bytes of hex")
+                    .at(&s.place, "odd number of hex digits")
+                    .help("write two hex digits per byte, e.g. value=\"0A\" rather than \"A\""),
+            );
+            None
+        } else if hex.chars().all(|c| c.is_ascii_hexdigit()) {
             Some(s.map(|v| v.trim().to_ascii_uppercase()))
         } else {
             problems.push(

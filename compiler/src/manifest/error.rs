@@ -64,6 +64,16 @@ pub enum ErrorKind {
     FirmwareInvalid,
     /// A certificate or key problem.
     CertificateInvalid,
+    /// A named file is a FIFO, device, socket or directory (read only from regular files).
+    FileNotRegular,
+    /// A named file is larger than its kind may be (`docs/input-limits.md`).
+    FileTooLarge,
+    /// A file that should be a manifest or a table holds a private key; it is not quoted.
+    FileHoldsKey,
+    /// Blocks (or comments) nested deeper than the parser is allowed to go.
+    NestingTooDeep,
+    /// A property given twice on one node (the last one wins, as in KDL): a warning.
+    PropertyRepeated,
 }
 
 impl ErrorKind {
@@ -95,6 +105,11 @@ impl ErrorKind {
         ErrorKind::GattsInvalid,
         ErrorKind::FirmwareInvalid,
         ErrorKind::CertificateInvalid,
+        ErrorKind::FileNotRegular,
+        ErrorKind::FileTooLarge,
+        ErrorKind::FileHoldsKey,
+        ErrorKind::NestingTooDeep,
+        ErrorKind::PropertyRepeated,
     ];
 
     /// The stable diagnostic code.
@@ -128,6 +143,11 @@ impl ErrorKind {
             ErrorKind::GattsInvalid => "espfleet::manifest::gatts_invalid",
             ErrorKind::FirmwareInvalid => "espfleet::manifest::firmware_invalid",
             ErrorKind::CertificateInvalid => "espfleet::manifest::certificate_invalid",
+            ErrorKind::FileNotRegular => "espfleet::manifest::file_not_regular",
+            ErrorKind::FileTooLarge => "espfleet::manifest::file_too_large",
+            ErrorKind::FileHoldsKey => "espfleet::manifest::file_holds_key",
+            ErrorKind::NestingTooDeep => "espfleet::manifest::nesting_too_deep",
+            ErrorKind::PropertyRepeated => "espfleet::manifest::property_repeated",
         }
     }
 }
@@ -200,6 +220,13 @@ impl ManifestError {
     /// Where, if the problem has a place in a manifest.
     pub fn place(&self) -> Option<&Place> {
         self.0.place.as_ref()
+    }
+
+    /// The same problem as an error (`--deny-warnings`).
+    #[must_use]
+    pub fn denied(mut self) -> Self {
+        self.0.severity = Severity::Error;
+        self
     }
 
     /// True for warnings, which do not stop a build.
@@ -286,6 +313,26 @@ impl Diagnostics {
     /// The warnings only.
     pub fn warnings(&self) -> impl Iterator<Item = &ManifestError> {
         self.errors.iter().filter(|e| e.is_warning())
+    }
+
+    /// Applies `--deny-warnings` to a load result: with `deny`, a manifest that resolved with
+    /// warnings fails, its warnings reported as errors (expired certificates, repeated
+    /// properties, settings a release ignores). CI uses it to keep warnings from piling up.
+    pub fn deny_warnings<T>(
+        result: Result<(T, Diagnostics), Diagnostics>,
+        deny: bool,
+    ) -> Result<(T, Diagnostics), Diagnostics> {
+        match result {
+            Ok((_, warnings)) if deny && !warnings.errors.is_empty() => Err(Diagnostics {
+                subject: warnings.subject,
+                errors: warnings
+                    .errors
+                    .into_iter()
+                    .map(ManifestError::denied)
+                    .collect(),
+            }),
+            other => other,
+        }
     }
 }
 

@@ -841,26 +841,22 @@ fn check_ca_key(
     cert: Option<&check::CertInfo>,
     errors: &mut Vec<ManifestError>,
 ) {
-    let bytes = match fs_err::read(key_path) {
+    // Bounded like every input (a regular file, at most 1 MiB); never kept in the plan.
+    let bytes = match crate::input::read(key_path, crate::input::InputKind::CERTIFICATE) {
         Ok(b) => crate::secret::Secret::new(b),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(crate::input::InputError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
             errors.push(
-                ManifestError::new(
-                    ErrorKind::FileMissing,
-                    format!("{} does not exist", key_path.display()),
-                )
-                .at(place, "named here")
-                .help("paths are relative to the manifest that names them"),
-            );
-            return;
-        }
-        Err(e) => {
-            errors.push(
-                ManifestError::new(ErrorKind::FileUnreadable, format!("{} cannot be read by this user; it is checked again when minting ({})", key_path.display(), e.kind()))
+                ManifestError::new(ErrorKind::FileUnreadable, format!("{} cannot be read by this user; it is checked again when minting", key_path.display()))
                     .at(place, "unreadable here")
                     .help("run as the service user (it must be able to read the CA key), or ignore this warning")
                     .warning(),
             );
+            return;
+        }
+        Err(e) => {
+            errors.push(super::inputs::refused(&e, Some(place)));
             return;
         }
     };

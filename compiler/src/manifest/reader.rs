@@ -153,6 +153,7 @@ impl<'a> NodeReader<'a> {
                 }
             }
         }
+        self.repeated_properties(problems);
         let taken_args = *self.taken_args.borrow();
         for e in self
             .node
@@ -179,6 +180,36 @@ impl<'a> NodeReader<'a> {
                     )
                     .at(&self.place_of(children.span()), "unexpected block")
                     .help("remove the `{ ... }` block"),
+                );
+            }
+        }
+    }
+}
+
+impl NodeReader<'_> {
+    /// Warns about a property given more than once: KDL keeps the last, which silently drops
+    /// the others (`uart baud=115200 baud=9600`).
+    fn repeated_properties(&self, problems: &mut Problems) {
+        let entries = self.node.entries();
+        for (i, e) in entries.iter().enumerate() {
+            let Some(name) = e.name() else { continue };
+            let later = entries[i + 1..]
+                .iter()
+                .find(|l| l.name().is_some_and(|n| n.value() == name.value()));
+            if let Some(later) = later {
+                problems.push(
+                    ManifestError::new(
+                        ErrorKind::PropertyRepeated,
+                        format!(
+                            "`{}` is given more than once on `{}`; only the last one is used",
+                            name.value(),
+                            self.name()
+                        ),
+                    )
+                    .at(&self.place_of(e.span()), "ignored")
+                    .note(&self.place_of(later.span()), "this one is used")
+                    .help("remove the repeated property")
+                    .warning(),
                 );
             }
         }

@@ -2,6 +2,8 @@
 //! catalogue to a validated [`Plan`], collecting every problem before any byte is emitted.
 
 mod certificates;
+mod firmware_parts;
+mod gatts_rows;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -14,10 +16,11 @@ use super::plan::{
 };
 use super::source::{Place, SourceFile, Spanned};
 use crate::catalogue::{Catalogue, Layout, Module};
+use crate::input::InputKind;
 use crate::release::{Era, NvsPages, Release};
 use crate::target::{Chip, FlashFreq, FlashMode, FlashSettings, FlashSize};
 
-/// Kconfig symbols of ESP-AT's dependency files that a manifest may switch (spec §11).
+/// Kconfig symbols of ESP-AT's dependency files that a manifest may switch (`docs/formats/esp-at-images.md` §11).
 pub const FEATURES: &[&str] = &[
     "AT_BLE_COMMAND_SUPPORT",
     "AT_FS_COMMAND_SUPPORT",
@@ -35,7 +38,7 @@ pub const FEATURES: &[&str] = &[
     "AT_CUSTOMIZED_PARTITION_TABLE_SUPPORT",
 ];
 
-/// Features on in ESP-AT's default build of every ESP32 / ESP32-C3 module (spec §8.1, §11.1).
+/// Features on in ESP-AT's default build of every ESP32 / ESP32-C3 module (`docs/formats/esp-at-images.md` §8.1, §11.1).
 pub const DEFAULT_FEATURES: &[&str] = &[
     "AT_BLE_COMMAND_SUPPORT",
     "AT_SSL_SERVER_CLIENT_AUTH_SERVER",
@@ -110,7 +113,7 @@ fn load_inner(
             .0
             .insert(path.to_path_buf(), Arc::from(text.as_bytes()));
     }
-    let mut stack: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let mut stack = super::extends_walk::ExtendsWalk::default();
     let merged = load_merged(path, None, &mut stack, &mut files, &mut diags);
     let Some((top, doc)) = merged else {
         return Err(diags);
@@ -136,6 +139,7 @@ fn load_inner(
 
 fn read_file(
     path: &Path,
+    kind: InputKind,
     place: Option<&Place>,
     files: &mut InputFiles,
     diags: &mut Diagnostics,
@@ -143,27 +147,14 @@ fn read_file(
     if let Some(b) = files.get(path) {
         return Some(b.clone());
     }
-    match fs_err::read(path) {
+    match crate::input::read(path, kind) {
         Ok(bytes) => {
             let bytes: Arc<[u8]> = bytes.into();
             files.0.insert(path.to_path_buf(), bytes.clone());
             Some(bytes)
         }
         Err(e) => {
-            let (kind, what) = if e.kind() == std::io::ErrorKind::NotFound {
-                (ErrorKind::FileMissing, "does not exist")
-            } else {
-                (ErrorKind::FileUnreadable, "cannot be read")
-            };
-            let mut err = ManifestError::new(kind, format!("{} {what}", path.display()));
-            err = match place {
-                Some(p) => err.at(p, "named here").help(format!(
-                    "paths are relative to the manifest that names them ({}); check the spelling, or create the file ({e})",
-                    p.file.dir().display()
-                )),
-                None => err.help(format!("check the path ({e})")),
-            };
-            diags.push(err);
+            diags.push(super::inputs::refused(&e, place));
             None
         }
     }
@@ -174,7 +165,7 @@ fn read_file(
 fn load_merged(
     path: &Path,
     named_at: Option<&Place>,
-    stack: &mut Vec<(PathBuf, PathBuf)>,
+    stack: &mut super::extends_walk::ExtendsWalk,
     files: &mut InputFiles,
     diags: &mut Diagnostics,
 ) -> Option<(SourceFile, Document)> {
@@ -198,7 +189,15 @@ fn load_merged(
         ));
         return None;
     }
-    let bytes = read_file(path, named_at, files, diags)?;
+    if let Err(e) = stack.admit(path, named_at) {
+        diags.push(e);
+        return None;
+    }
+    let bytes = read_file(path, InputKind::MANIFEST, named_at, files, diags)?;
+    if let Err(e) = super::inputs::check_manifest_text(path, &bytes, named_at) {
+        diags.push(e);
+        return None;
+    }
     let Ok(text) = String::from_utf8(bytes.to_vec()) else {
         let mut err = ManifestError::new(
             ErrorKind::FileUnreadable,
@@ -214,7 +213,7 @@ fn load_merged(
     let (doc, problems) = document::parse(&file);
     let syntax_failed = problems
         .iter()
-        .any(|p| p.kind() == ErrorKind::SyntaxInvalid);
+        .any(|p| super::kdl_guard::stops_parsing(p.kind()));
     for p in problems {
         diags.push(p);
     }
@@ -681,7 +680,7 @@ impl<'a> Resolver<'a> {
         let mut partition_table = partition_table;
         let mut at_customize = at_customize;
         // ESP-AT builds the primary table with --disable-md5sum and the flash-size check, and
-        // at_customize.bin with gen_esp32part's defaults (offset 0x8000, MD5 on; spec §1.2, §3).
+        // at_customize.bin with gen_esp32part's defaults (offset 0x8000, MD5 on; `docs/formats/esp-at-images.md` §1.2, §3).
         let primary_opts = crate::partition_table::TableOptions {
             table_offset: partition_table.offset,
             md5: false,
@@ -775,7 +774,7 @@ impl<'a> Resolver<'a> {
         let plan = super::identity::resolve(
             node,
             &cx,
-            &mut |path, place| read_file(path, Some(place), files, diags),
+            &mut |path, place| read_file(path, InputKind::CERTIFICATE, Some(place), files, diags),
             &mut errors,
         );
         for e in errors {
@@ -957,18 +956,13 @@ impl<'a> Resolver<'a> {
                     .warning(),
             );
         }
-        // Country code: 2 letters (ESP-IDF also takes a third character, `I`/`O`/' ').
+        // Country code: as ESP-IDF's esp_wifi_set_country_code accepts it (docs/value-rules.md).
         if let Some(c) = &w.country {
-            let ok = (2..=3).contains(&c.value.len())
-                && c.value.chars().take(2).all(|ch| ch.is_ascii_uppercase());
-            if !ok {
+            if let Err(e) = crate::wifi_country::check(&c.value) {
                 self.err(
-                    ManifestError::new(
-                        ErrorKind::ValueInvalid,
-                        format!("`{}` is not a country code", c.value),
-                    )
-                    .at(&c.place, "expected two capital letters")
-                    .help("write an ISO 3166 alpha-2 code such as \"US\", \"DE\" or \"CN\""),
+                    ManifestError::new(ErrorKind::ValueInvalid, e.to_string())
+                        .at(&c.place, "not accepted by ESP-IDF")
+                        .help(e.help()),
                 );
             }
         }
@@ -1159,7 +1153,13 @@ impl<'a> Resolver<'a> {
             }
             let file = p.file.as_ref().map(|f| f.place.file.dir().join(&f.value));
             if let (Some(path), Some(f)) = (&file, &p.file) {
-                let _ = read_file(path, Some(&f.place), self.files, self.diags);
+                let _ = read_file(
+                    path,
+                    InputKind::IMAGE,
+                    Some(&f.place),
+                    self.files,
+                    self.diags,
+                );
             }
             if let Some(existing) = rows.iter_mut().find(|r| r.name == p.name.value) {
                 let set = |slot: &mut String, v: &Option<Spanned<String>>| {
@@ -1510,13 +1510,28 @@ impl<'a> Resolver<'a> {
             let mut files = Vec::new();
             for f in &node.files {
                 let path = f.place.file.dir().join(&f.value);
-                if read_file(&path, Some(&f.place), self.files, self.diags).is_some() {
+                if read_file(
+                    &path,
+                    InputKind::CERTIFICATE,
+                    Some(&f.place),
+                    self.files,
+                    self.diags,
+                )
+                .is_some()
+                {
                     files.push(path);
                 }
             }
             let issuer = node.issuer.as_ref().and_then(|i| {
                 let path = i.place.file.dir().join(&i.value);
-                read_file(&path, Some(&i.place), self.files, self.diags).map(|_| path)
+                read_file(
+                    &path,
+                    InputKind::CERTIFICATE,
+                    Some(&i.place),
+                    self.files,
+                    self.diags,
+                )
+                .map(|_| path)
             });
             if role.kind() == PkiKind::Key {
                 // A key must come with its certificate and in the same number.
@@ -1603,7 +1618,9 @@ impl<'a> Resolver<'a> {
         }
         if let Some(g) = &node.gatts {
             let path = g.place.file.dir().join(&g.value);
-            let bytes = read_file(&path, Some(&g.place), self.files, self.diags)?;
+            let (kind, place) = (InputKind::TABLE_CSV, Some(&g.place));
+            let bytes = read_file(&path, kind, place, self.files, self.diags)?;
+            self.check_gatts_rows(&path, &bytes, &g.place)?;
             return match read_gatts_csv(&bytes) {
                 Ok(plan) => Some(plan),
                 Err(why) => {
@@ -1755,7 +1772,14 @@ impl<'a> Resolver<'a> {
                 self.err(err);
                 continue;
             };
-            if read_file(&file, place.as_ref(), self.files, self.diags).is_some() {
+            if let Some(bytes) = read_file(
+                &file,
+                InputKind::IMAGE,
+                place.as_ref(),
+                self.files,
+                self.diags,
+            ) {
+                self.check_firmware_part(&name, offset, chip, primary, &bytes, place.as_ref());
                 out.push(PartPlan { name, offset, file });
             }
         }
@@ -1874,7 +1898,7 @@ fn default_offset(name: &str, chip: Chip, primary: &TablePlan, atc: &TablePlan) 
     };
     match name {
         "bootloader" => Some(chip.bootloader_offset()),
-        // The default boot partition: factory if present, otherwise ota_0 (spec §2.2).
+        // The default boot partition: factory if present, otherwise ota_0 (`docs/formats/esp-at-images.md` §2.2).
         "app" => {
             let parts = primary.layout.as_ref()?.partitions();
             let app = |sub: u8| {

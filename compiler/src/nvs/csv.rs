@@ -1,6 +1,6 @@
 //! The generator's CSV dialect: reading (`generate`) and writing (`dump`).
 //!
-//! Reading follows the Python tool step by step (spec section 7): universal newlines, lines
+//! Reading follows the Python tool step by step (`docs/formats/nvs.md` §7): universal newlines, lines
 //! whose first character is `#` dropped, then `csv.DictReader` with the excel dialect; each row
 //! goes through the generator's `write_entry` wrapper (Wi-Fi extras, `file` rows, namespaces)
 //! and its value conversion (encodings, upper-case quirks, `blob_fill`) before it reaches the
@@ -32,11 +32,11 @@ impl CsvInput {
     /// Reads a CSV file (UTF-8, no BOM handling, as the generator).
     pub fn read(path: &Path) -> Result<Self, NvsError> {
         let name = path.display().to_string();
-        let bytes = fs_err::read(path).map_err(|source| {
+        let bytes = crate::input::read(path, crate::input::InputKind::NVS_CSV).map_err(|e| {
             NvsErrorKind::FileRead {
                 key: "(CSV input)".into(),
                 path: path.to_path_buf(),
-                source,
+                source: e.into_io_error(),
             }
             .into_error()
         })?;
@@ -580,7 +580,7 @@ fn parse_fill(encoding: &str) -> Option<(usize, u8)> {
     Some((len, u8::from_str_radix(hex, 16).ok()?))
 }
 
-/// State the generator's row wrapper keeps across rows (Wi-Fi extras, spec section 7.4).
+/// State the generator's row wrapper keeps across rows (Wi-Fi extras, `docs/formats/nvs.md` §7.4).
 #[derive(Debug, Default)]
 struct WifiState {
     sta_extras_written: bool,
@@ -694,10 +694,12 @@ impl CsvGenerator {
         let raw = if kind == Some("file") {
             let path = value.ok_or(NvsErrorKind::MissingField { column: "value" })?;
             let path = self.base_dir.join(path);
-            let bytes = std::fs::read(&path).map_err(|source| NvsErrorKind::FileRead {
-                key: key.to_owned(),
-                path,
-                source,
+            let bytes = crate::input::read(&path, crate::input::InputKind::IMAGE).map_err(|e| {
+                NvsErrorKind::FileRead {
+                    key: key.to_owned(),
+                    path,
+                    source: e.into_io_error(),
+                }
             })?;
             Some(Raw::Bytes(bytes))
         } else {
@@ -740,10 +742,20 @@ pub fn generate(
     Ok(g.finish())
 }
 
-/// Parses SIZE as the generator does (`int(text, 0)`), without range checks.
+/// Parses SIZE as the generator does (`int(text, 0)`); beyond the generator, a size larger
+/// than any flash ([`super::encode::MAX_PARTITION_SIZE`]) is refused here, before anything is
+/// allocated.
 pub fn parse_size(text: &str) -> Result<u64, NvsError> {
     match python::int_base0(text) {
         PyInt::Value(v) => {
+            let max = super::encode::MAX_PARTITION_SIZE;
+            if v > i128::from(max) {
+                return Err(NvsErrorKind::SizeTooLarge {
+                    size: u64::try_from(v).unwrap_or(u64::MAX),
+                    max,
+                }
+                .into());
+            }
             if v % 4096 != 0 {
                 return Err(NvsErrorKind::SizeNotMultiple { size: v }.into());
             }

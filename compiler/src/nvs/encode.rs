@@ -1,4 +1,4 @@
-//! The encoder: the generator's placement algorithm (spec section 5), fed through
+//! The encoder: the generator's placement algorithm (`docs/formats/nvs.md` §5), fed through
 //! [`NvsBuilder`] one namespace or entry at a time.
 
 use std::collections::HashMap;
@@ -10,6 +10,11 @@ use super::{NvsEntry, Options, TrailingPages, Value, Version};
 
 /// Largest key or namespace name, in bytes (16-byte field incl. NUL).
 pub const MAX_KEY_LEN: usize = 15;
+
+/// The largest NVS partition accepted: the largest flash size there is
+/// ([`crate::target::FlashSize::KNOWN`], 128 MB). The Python generator has no bound and
+/// allocates whatever SIZE says; espfleet refuses before allocating.
+pub const MAX_PARTITION_SIZE: u64 = 128 * 1024 * 1024;
 
 /// Builds an NVS image the way `esp-idf-nvs-partition-gen` 0.3.0 does, one call per CSV row.
 ///
@@ -43,6 +48,14 @@ impl NvsBuilder {
             return Err(NvsErrorKind::SizeTooSmall {
                 size: i128::from(size),
                 min: PAGE_SIZE as u64,
+            }
+            .into());
+        }
+        // Bounded before the image is allocated (`Vec::with_capacity` below).
+        if size > MAX_PARTITION_SIZE {
+            return Err(NvsErrorKind::SizeTooLarge {
+                size,
+                max: MAX_PARTITION_SIZE,
             }
             .into());
         }

@@ -310,6 +310,18 @@ pub enum NvsErrorKind {
         /// The minimum.
         min: u64,
     },
+    /// Larger than any flash chip: refused before anything is allocated.
+    #[error("partition size {size:#x} is larger than any flash ({max:#x} bytes)")]
+    #[diagnostic(
+        code(espfleet::nvs::size_too_large),
+        help("an NVS partition lives in flash; the largest flash chip has 128 MB (0x8000000)")
+    )]
+    SizeTooLarge {
+        /// The size given.
+        size: u64,
+        /// The largest size accepted.
+        max: u64,
+    },
     /// SIZE is not a number.
     #[error("`{text}` is not a partition size")]
     #[diagnostic(

@@ -1,4 +1,4 @@
-//! Chip profiles: the register map each simulated chip starts with (spec section 7).
+//! Chip profiles: the register map each simulated chip starts with (`docs/formats/serial-protocol.md` §7).
 //!
 //! Clients identify a chip, its revision, crystal, MAC and flash through plain register reads,
 //! so a profile is mostly a table of addresses and seed values.
@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use espfleet_compiler::target::Chip;
 
-/// Where a chip's SPI flash controller registers live (spec 7.1). The JEDEC ID and SFDP reads
+/// Where a chip's SPI flash controller registers live (`docs/formats/serial-protocol.md` §7.1). The JEDEC ID and SFDP reads
 /// of both clients go through these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpiRegs {
@@ -53,6 +53,8 @@ pub struct ChipProfile {
     pub magic: u32,
     /// `Some(id)` when GET_SECURITY_INFO is supported and reports this chip id.
     pub security_chip_id: Option<u32>,
+    /// How the ROM loader answers a command it does not implement.
+    pub rom_refusal: RomRefusal,
     /// SPI flash controller layout.
     pub spi: SpiRegs,
     /// UART0 clock divider register (computed from the baud on every read).
@@ -63,6 +65,21 @@ pub struct ChipProfile {
     pub seeds: &'static [(u32, u32)],
     /// Text the ROM prints when it boots from flash (the "app running" state).
     pub boot_banner: &'static str,
+}
+
+/// How a chip's ROM loader answers a command it does not implement (GET_SECURITY_INFO on the
+/// ESP32, the stub-only commands, unknown opcodes). The details and the evidence are in the
+/// crate's README ("Behaviour of the real ROMs").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RomRefusal {
+    /// Status 01, error 05, in a reply that carries the *previous* reply's opcode and value
+    /// field, not the refused command's. The ESP32 ROM does this (seen with the real ESP32 ROM
+    /// answering GET_SECURITY_INFO, issue #12): a client that waits for a reply with the opcode
+    /// it sent waits for its whole timeout.
+    RepeatLastHeader,
+    /// Status 01, error 05, with the refused command's opcode echoed. Assumed for the ESP32-C3
+    /// ROM, whose refusal has not been observed; both clients accept either form.
+    EchoOpcode,
 }
 
 /// Address of the chip magic register both clients read.
@@ -95,6 +112,7 @@ impl ChipProfile {
                 chip,
                 magic: 0x00F0_1D83,
                 security_chip_id: None,
+                rom_refusal: RomRefusal::RepeatLastHeader,
                 spi: SpiRegs {
                     base: 0x3FF4_2000,
                     usr: 0x1C,
@@ -114,6 +132,7 @@ impl ChipProfile {
                 chip,
                 magic: 0x1B31_506F,
                 security_chip_id: Some(5),
+                rom_refusal: RomRefusal::EchoOpcode,
                 spi: SpiRegs {
                     base: 0x6000_2000,
                     usr: 0x18,
@@ -145,7 +164,7 @@ impl ChipProfile {
     }
 }
 
-/// Splits a MAC into the two eFuse words (spec 7.2): low word = bytes 2..6, high word bits
+/// Splits a MAC into the two eFuse words (`docs/formats/serial-protocol.md` §7.2): low word = bytes 2..6, high word bits
 /// 0-15 = bytes 0..2.
 pub fn mac_words(mac: [u8; 6]) -> (u32, u32) {
     let mac0 = u32::from_be_bytes([mac[2], mac[3], mac[4], mac[5]]);
@@ -181,8 +200,11 @@ mod tests {
         let bits = ((regs[&0x3FF6_607C] >> 31) << 2)
             | (((regs[&0x3FF5_A014] >> 20) & 1) << 1)
             | ((regs[&0x3FF5_A00C] >> 15) & 1);
-        assert_eq!(bits, 7, "7 means revision v3 (spec 7.3)");
-        // rom_cal_freq = cali * 15625 * clk8m / 40 must be 40 MHz (spec 6.5).
+        assert_eq!(
+            bits, 7,
+            "7 means revision v3 (`docs/formats/serial-protocol.md` §7.3)"
+        );
+        // rom_cal_freq = cali * 15625 * clk8m / 40 must be 40 MHz (`docs/formats/serial-protocol.md` §6.5).
         let cali = u64::from(regs[&0x3FF5_F06C] >> 7);
         let clk8m = u64::from(regs[&0x3FF5_A010] & 0xFF);
         assert_eq!(cali * 15625 * clk8m / 40, 40_000_000);

@@ -14,7 +14,7 @@ use miniz_oxide::inflate::stream::InflateState;
 use miniz_oxide::{DataFormat, MZError, MZFlush, MZStatus};
 
 use crate::LoaderState;
-use crate::chip::{ChipProfile, MAGIC_REG, SPI_CMD_USR};
+use crate::chip::{ChipProfile, MAGIC_REG, RomRefusal, SPI_CMD_USR};
 use crate::flash::{FlashArray, FlashTiming, SECTOR_SIZE};
 use crate::protocol::{Command, Failure, Loader, SYNC_PAYLOAD, checksum, op, response};
 
@@ -59,6 +59,19 @@ pub struct Identity {
     pub magic: u32,
     /// Chip id from GET_SECURITY_INFO, if the ROM supports it.
     pub security_chip_id: Option<u32>,
+    /// How the ROM refuses a command it does not implement.
+    pub rom_refusal: RomRefusal,
+}
+
+impl Identity {
+    /// What a chip of this profile truthfully reports.
+    pub fn of(profile: &ChipProfile) -> Identity {
+        Identity {
+            magic: profile.magic,
+            security_chip_id: profile.security_chip_id,
+            rom_refusal: profile.rom_refusal,
+        }
+    }
 }
 
 /// Per-device settings fixed at spawn time.
@@ -89,6 +102,9 @@ struct WriteSession {
     next_seq: u32,
     /// Bytes of (decompressed) data written so far.
     written: u32,
+    /// Bytes of FLASH_DATA blocks received (padding included): what the ROM counts against
+    /// the size announced in FLASH_BEGIN when FLASH_END arrives.
+    received: u32,
     /// Stub only: sectors below this address have been erased (just in time).
     erased_to: u32,
     inflate: Option<Inflater>,
@@ -132,6 +148,9 @@ pub struct Device {
     write: Option<WriteSession>,
     mem: Option<MemSession>,
     read: Option<ReadStream>,
+    /// Opcode and value field of the last reply sent: the ESP32 ROM repeats them when it
+    /// refuses a command ([`RomRefusal::RepeatLastHeader`]).
+    last_header: (u8, u32),
 }
 
 impl Device {
@@ -150,6 +169,7 @@ impl Device {
             write: None,
             mem: None,
             read: None,
+            last_header: (0, 0),
         }
     }
 
@@ -178,6 +198,7 @@ impl Device {
         self.write = None;
         self.mem = None;
         self.read = None;
+        self.last_header = (0, 0);
     }
 
     /// A normal reset: the ROM boots from flash and the application runs. Returns the boot log
@@ -238,7 +259,8 @@ impl Device {
                 value,
                 payload,
                 after,
-            }) => (value, payload, Ok(()), after),
+                failure,
+            }) => (value, payload, failure.map_or(Ok(()), Err), after),
             Err(f) => (0, Vec::new(), Err(f), Vec::new()),
         };
         if cmd.op == op::RUN_USER_CODE && result.is_ok() {
@@ -256,9 +278,14 @@ impl Device {
             }
         });
         actions.extend(pre);
-        actions.push(Action::Frame(response(
-            cmd.op, value, &payload, result, loader,
-        )));
+        let refused = result == Err(Failure::UNSUPPORTED) && loader == Loader::Rom;
+        let (op, value) = match self.opts.identity.rom_refusal {
+            // The ESP32 ROM answers a command it lacks in the previous reply's header.
+            RomRefusal::RepeatLastHeader if refused => self.last_header,
+            _ => (cmd.op, value),
+        };
+        self.last_header = (op, value);
+        actions.push(Action::Frame(response(op, value, &payload, result, loader)));
         actions.extend(after);
         actions
     }
@@ -272,6 +299,7 @@ impl Device {
             _ => (ROM_SYNC_VALUE, Loader::Rom),
         };
         let reply = response(op::SYNC, value, &[], Ok(()), loader);
+        self.last_header = (op::SYNC, value);
         vec![Action::Frame(reply); 8]
     }
 
@@ -342,7 +370,7 @@ impl Device {
                 if no_entry != 0 {
                     return Ok(Handled::ok());
                 }
-                // Reply at once, then the stub starts and says hello (spec 6.9).
+                // Reply at once, then the stub starts and says hello (`docs/formats/serial-protocol.md` §6.9).
                 self.state = LoaderState::Stub;
                 self.attached = false;
                 Ok(Handled::after(vec![
@@ -367,9 +395,8 @@ impl Device {
                         .into_bytes()
                 };
                 Ok(Handled {
-                    value: 0,
-                    payload,
                     after: vec![Action::Work(self.opts.timing.read(size))],
+                    ..Handled::payload(payload)
                 })
             }
             op::READ_FLASH_SLOW if !stub => {
@@ -430,7 +457,7 @@ impl Device {
 
     fn read_reg(&self, addr: u32) -> u32 {
         if addr == self.opts.profile.uart_clkdiv {
-            // Integer divider of the 40 MHz APB clock, bits 0-19 (spec 6.2).
+            // Integer divider of the 40 MHz APB clock, bits 0-19 (`docs/formats/serial-protocol.md` §6.2).
             return (40_000_000 / self.baud.max(1)) & 0xF_FFFF;
         }
         if addr == MAGIC_REG {
@@ -494,7 +521,7 @@ impl Device {
         Ok(())
     }
 
-    /// The checks every `*_DATA` command makes, in the ROM's order (spec 6.6): data_len matches,
+    /// The checks every `*_DATA` command makes, in the ROM's order (`docs/formats/serial-protocol.md` §6.6): data_len matches,
     /// checksum matches. Returns (seq, block data).
     fn check_data_block(cmd: &Command) -> Result<(u32, &[u8]), Failure> {
         if cmd.data.len() < 16 {
@@ -546,6 +573,7 @@ impl Device {
             block_size,
             next_seq: 0,
             written: 0,
+            received: 0,
             erased_to: offset - offset % SECTOR_SIZE,
             inflate,
         });
@@ -640,6 +668,9 @@ impl Device {
         } else {
             let block_size = w.block_size;
             let at_seq = seq.wrapping_mul(block_size);
+            w.received = w
+                .received
+                .saturating_add(u32::try_from(block.len()).unwrap_or(u32::MAX));
             if !stub {
                 // The ROM writes the whole (padded) block where the sequence number says.
                 w.written = at_seq;
@@ -665,15 +696,26 @@ impl Device {
         let stub = self.state == LoaderState::Stub;
         let reboot = word(cmd, 0)? == 0;
         // The write session ends here either way.
-        if let (true, Some(w)) = (stub, self.write.take()) {
+        let session = self.write.take();
+        if let (true, Some(w)) = (stub, &session) {
             if cmd.op == op::FLASH_DEFL_END && w.compressed && w.written < w.size {
                 return Err(Failure::NOT_ENOUGH_DATA);
             }
         }
-        self.write = None;
         let mut after = vec![Action::FlashChanged { settled: true }];
+        let mut failure = None;
         if !stub {
-            // The ROM leaves the loader either way: reboot into flash, or run user code.
+            // Both ROMs refuse a FLASH_END that comes before as many FLASH_DATA bytes as
+            // FLASH_BEGIN announced (status 01, error 06), and leave the loader anyway, like
+            // after a FLASH_END they accept: reboot into flash, or run user code (issue #12;
+            // see the README).
+            if let Some(w) = &session
+                && cmd.op == op::FLASH_END
+                && !w.compressed
+                && w.received < w.size
+            {
+                failure = Some(Failure::FLASH_OP);
+            }
             after.push(Action::Pause(Duration::from_millis(5)));
             after.extend(self.boot_app());
         } else if reboot && self.opts.stub_reboot_to_rom {
@@ -681,7 +723,10 @@ impl Device {
             self.reset_to_rom();
             after.push(Action::SetBaud(ROM_BAUD));
         }
-        Ok(Handled::after(after))
+        Ok(Handled {
+            failure,
+            ..Handled::after(after)
+        })
     }
 
     fn on_read_ack(&mut self, frame: &[u8]) -> Vec<Action> {
@@ -696,7 +741,7 @@ impl Device {
     }
 
     /// Sends data packets while fewer than `max_in_flight` *bytes* are unacknowledged, then the
-    /// MD5 once the host has acknowledged everything (spec 6.10). The window counts bytes, as in
+    /// MD5 once the host has acknowledged everything (`docs/formats/serial-protocol.md` §6.10). The window counts bytes, as in
     /// esptool's stub (`num_sent - num_acked < max_in_flight`): with the 64 both clients pass
     /// and 4 KiB packets, one packet is in flight at a time. espflash clears its input buffer
     /// before each acknowledgement, so a packet-counting window loses data with it (the
@@ -721,12 +766,14 @@ impl Device {
     }
 }
 
-/// A successful command: header value, payload before the status, and what follows the reply
-/// (except `Work`, which `on_frame` moves in front of the reply).
+/// A handled command: header value, payload before the status, and what follows the reply
+/// (except `Work`, which `on_frame` moves in front of the reply). `failure` is set for a command
+/// the loader refuses but acts on all the same (the ROM's FLASH_END after a short write).
 struct Handled {
     value: u32,
     payload: Vec<u8>,
     after: Vec<Action>,
+    failure: Option<Failure>,
 }
 
 impl Handled {
@@ -735,6 +782,7 @@ impl Handled {
             value: 0,
             payload: Vec::new(),
             after: Vec::new(),
+            failure: None,
         }
     }
     fn value(value: u32) -> Self {
@@ -742,6 +790,7 @@ impl Handled {
             value,
             payload: Vec::new(),
             after: Vec::new(),
+            failure: None,
         }
     }
     fn payload(payload: Vec<u8>) -> Self {
@@ -749,6 +798,7 @@ impl Handled {
             value: 0,
             payload,
             after: Vec::new(),
+            failure: None,
         }
     }
     fn after(after: Vec<Action>) -> Self {
@@ -756,6 +806,7 @@ impl Handled {
             value: 0,
             payload: Vec::new(),
             after,
+            failure: None,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! A faithful simulated ESP32 / ESP32-C3: the ROM serial bootloader and the flasher stub,
 //! spoken on a pseudo-terminal, so esptool, espflash and espfleet's own flasher can be run with
-//! no board attached. The behaviour follows `shared/spec/esp-serial-protocol.md` (issue #6);
-//! section numbers in comments refer to it.
+//! no board attached. The protocol is described in `docs/formats/serial-protocol.md` ("spec"
+//! and section numbers in comments refer to it); behaviour of the real ROMs beyond it (issue
+//! #12) is listed, with the chip and the evidence, in this crate's README.
 //!
 //! # Use
 //!
@@ -24,9 +25,10 @@
 //! * esptool: `python -m esptool --port PATH --before no-reset --after no-reset write-flash ...`
 //!   (esptool 4.x: `--before no_reset --after no_reset write_flash`);
 //! * espflash (library): `ResetBeforeOperation::NoReset` and `ResetAfterOperation::NoReset` or
-//!   `NoResetNoStub`. espflash asks the ROM to reboot at the end of a write even with `NoReset`,
-//!   so call [`SimHandle::reset_to_bootloader`] before the next session, as a real auto-reset
-//!   circuit would.
+//!   `NoResetNoStub`. espflash's `Flasher` sends FLASH_END(reboot) to the ROM at the end of a
+//!   write even with `NoReset`, and the ROM then leaves the loader (refusing that FLASH_END when
+//!   the last part was short), so call [`SimHandle::reset_to_bootloader`] before the next
+//!   session, as a real auto-reset circuit would.
 //!
 //! The command line front end is `espfleet sim`.
 //!

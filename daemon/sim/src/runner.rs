@@ -84,20 +84,12 @@ fn launch(
     }
     let profile = ChipProfile::of(config.chip);
     let identity = match config.faults.report_chip {
-        None => Identity {
-            magic: profile.magic,
-            security_chip_id: profile.security_chip_id,
-        },
-        Some(ReportedChip::Chip(c)) => {
-            let p = ChipProfile::of(c);
-            Identity {
-                magic: p.magic,
-                security_chip_id: p.security_chip_id,
-            }
-        }
+        None => Identity::of(&profile),
+        Some(ReportedChip::Chip(c)) => Identity::of(&ChipProfile::of(c)),
         Some(ReportedChip::Magic(magic)) => Identity {
             magic,
             security_chip_id: None,
+            rom_refusal: profile.rom_refusal,
         },
     };
     let jedec = config
@@ -135,6 +127,7 @@ fn launch(
         dirty: false,
         last_traffic: Instant::now(),
         per_op: std::collections::HashMap::new(),
+        host_bauds: (None, None),
         stall_fired: false,
         unplug_fired: false,
     };
@@ -332,6 +325,10 @@ struct Runner {
     per_op: std::collections::HashMap<u8, u64>,
     stall_fired: bool,
     unplug_fired: bool,
+    /// The host's termios speed just before the last read from the master and just after it.
+    /// Bytes are sent at the speed in force when they were written, which lies between the
+    /// two; the second one is what the latest client set.
+    host_bauds: (Option<u32>, Option<u32>),
 }
 
 /// Why the byte loop stopped early.
@@ -397,6 +394,8 @@ impl Runner {
             }
             let n = {
                 let pty = self.pty.as_ref().expect("pty open while running");
+                // The host's speed before the bytes arrive; see `host_bauds`.
+                let before = pty.host_baud();
                 let mut fds = [PollFd::new(&pty.master, PollFlags::IN)];
                 let timeout = Timespec {
                     tv_sec: 0,
@@ -408,7 +407,10 @@ impl Runner {
                     Err(e) => return Err(SimError::Pty { source: e.into() }),
                 }
                 match rustix::io::read(&pty.master, &mut buf) {
-                    Ok(n) => n,
+                    Ok(n) => {
+                        self.host_bauds = (before, pty.host_baud());
+                        n
+                    }
                     Err(Errno::AGAIN | Errno::INTR) => continue,
                     Err(Errno::IO) => {
                         // No slave open anywhere: wait for a client.
@@ -513,8 +515,14 @@ impl Runner {
     fn on_frame(&mut self, frame: &[u8]) -> Result<(), Stop> {
         self.stats(|s| s.frames_received += 1);
         let state = self.device.state();
-        let host_baud = self.pty.as_ref().and_then(Pty::host_baud);
+        let (earlier, host_baud) = self.host_bauds;
         if let Some(host) = host_baud {
+            // A frame is garbled only if it cannot have been sent at the device's speed: a pty
+            // does not say at which speed bytes were written, and a client that exits right
+            // after its last command (espflash's soft reset sends FLASH_END without waiting)
+            // may be followed by another that sets its own speed before we read those bytes.
+            let sent_at_device_speed = bauds_match(host, self.device.baud())
+                || earlier.is_some_and(|b| bauds_match(b, self.device.baud()));
             if state == LoaderState::Rom && Device::is_sync(frame) {
                 // ROM autobaud: the UART measures the speed from the 0x55 bytes of SYNC.
                 if host != self.device.baud() {
@@ -524,7 +532,7 @@ impl Runner {
                 }
             } else if self.config.detect_baud_mismatch
                 && state != LoaderState::App
-                && !bauds_match(host, self.device.baud())
+                && !sent_at_device_speed
             {
                 self.stats(|s| s.frames_dropped += 1);
                 self.emit(&SimEvent::FrameDropped {

@@ -1,6 +1,12 @@
-//! The simulator driven by espflash 4.7 as a library, the way espfleet's flasher uses it: ROM and
-//! stub on both chips, with the no-reset options a pty needs (spec sections 10 and 11). The
-//! expected bytes are the segments themselves; espflash checks each write by MD5 (`verify`).
+//! The simulator driven by espflash 4.7's own `Flasher` as a client: ROM and stub on both chips,
+//! with the no-reset options a pty needs. The expected bytes are the segments themselves;
+//! espflash checks each write by MD5 (`verify`).
+//!
+//! espfleet's flasher drives espflash's `Connection` itself (see `daemon/src/flasher.rs`); these
+//! tests show how espflash's own write path fares against the simulator, which answers the way
+//! the real ROMs do: its ROM write ends with a FLASH_END the ROM refuses when the last part is
+//! not a multiple of 4 KiB, and on the ESP32 each connect waits out two GET_SECURITY_INFO
+//! timeouts (the ROM refuses that command in another command's reply).
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -141,8 +147,39 @@ fn write_and_check(chip: Chip, stub: bool) {
             data_before,
             "skipped"
         );
+        drop(flasher);
+        short_last_part_is_refused(&sim, &noise);
     }
     sim.stop().unwrap();
+}
+
+/// A last part of 3 KiB through espflash's ROM write: it announces 4 KiB, sends three 1 KiB
+/// blocks and ends with FLASH_END, which the ROM refuses (01 06), leaving the loader anyway.
+/// The data was written and verified before that.
+fn short_last_part_is_refused(sim: &espfleet_sim::SimHandle, noise: &[u8]) {
+    sim.reset_to_bootloader();
+    let mut flasher = connect(sim.path(), false, ResetAfterOperation::NoReset, None);
+    let tail = [Segment {
+        addr: 0x50000,
+        data: Cow::Borrowed(&noise[..3072]),
+    }];
+    let err = flasher
+        .write_bins_to_flash(&tail, &mut DefaultProgressCallback)
+        .unwrap_err();
+    assert!(
+        format!("{err:?}").contains("command: FlashEnd, kind: FailedToAct"),
+        "{err:?}"
+    );
+    assert_eq!(
+        &sim.flash_contents()[0x50000..0x50000 + 3072],
+        &noise[..3072]
+    );
+    // The ROM replies first, then leaves the loader.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while sim.state() != LoaderState::App && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(sim.state(), LoaderState::App, "left the loader");
 }
 
 #[test]

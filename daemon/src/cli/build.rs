@@ -198,7 +198,9 @@ pub fn run(args: BuildArgs, global: &GlobalOpts) -> miette::Result<ExitCode> {
     // Resolve every manifest (or take its images when nothing it read changed), then drop the
     // bases: files another manifest of the build extends.
     let load = |path: &PathBuf| {
-        if let Some(c) = &cache {
+        // A record does not keep warnings (an expired certificate is one as time passes):
+        // --deny-warnings resolves every manifest.
+        if let Some(c) = cache.as_ref().filter(|_| !global.deny_warnings) {
             if let Some(r) = c.record(path) {
                 return Loaded::Current {
                     inputs: r.inputs.iter().map(|(p, _)| p.clone()).collect(),
@@ -206,7 +208,10 @@ pub fn run(args: BuildArgs, global: &GlobalOpts) -> miette::Result<ExitCode> {
                 };
             }
         }
-        Loaded::Resolved(manifest::load(path))
+        Loaded::Resolved(manifest::Diagnostics::deny_warnings(
+            manifest::load(path),
+            global.deny_warnings,
+        ))
     };
     let loaded: Vec<_> = pool.install(|| match jobs {
         Jobs::Parallel => files.par_iter().map(load).collect(),
@@ -511,7 +516,8 @@ fn same_file(path: &Path, img: &Image) -> bool {
             return false;
         }
     }
-    std::fs::read(path).is_ok_and(|b| *b == *img.bytes)
+    espfleet_compiler::input::read(path, espfleet_compiler::input::InputKind::IMAGE)
+        .is_ok_and(|b| *b == *img.bytes)
 }
 
 fn report_json(out: &Path, built: &[Built]) -> String {
@@ -573,13 +579,15 @@ impl Lock {
     }
 
     fn read(path: &Path) -> miette::Result<Lock> {
-        let text = fs_err::read_to_string(path).map_err(|e| {
-            miette::miette!(
-                code = "espfleet::cli::lock_unreadable",
-                help = "build once without --locked to create it",
-                "{e}"
-            )
-        })?;
+        let bytes = espfleet_compiler::input::read(path, espfleet_compiler::input::InputKind::LOCK)
+            .map_err(|e| {
+                miette::miette!(
+                    code = "espfleet::cli::lock_unreadable",
+                    help = "build once without --locked to create it",
+                    "{e}"
+                )
+            })?;
+        let text = String::from_utf8_lossy(&bytes);
         serde_json::from_str(&text).map_err(|e| {
             miette::miette!(
                 code = "espfleet::cli::lock_invalid",

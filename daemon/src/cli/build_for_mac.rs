@@ -60,8 +60,9 @@ pub fn open_store(store: Option<&str>) -> miette::Result<Box<dyn IdentityStore>>
 }
 
 fn read_macs(path: &Path) -> miette::Result<Vec<Mac>> {
-    let text = fs_err::read_to_string(path)
-        .map_err(|e| miette::miette!(code = "espfleet::cli::path_unreadable", "{e}"))?;
+    let bytes =
+        espfleet_compiler::input::read(path, espfleet_compiler::input::InputKind::TABLE_CSV)?;
+    let text = String::from_utf8_lossy(&bytes);
     let mut macs = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let first = line

@@ -19,10 +19,15 @@ use crate::flasher::{
 
 /// Arguments of `espfleet flash`.
 #[derive(Debug, clap::Args)]
+#[allow(clippy::struct_excessive_bools)] // command-line switches, each its own flag
 #[command(
     after_help = "Examples:\n  espfleet flash manifests/examples/wroom-32.kdl --port /dev/ttyUSB0\n  \
 espfleet flash --chip esp32c3 --port /dev/ttyACM0 --image 0x0=bootloader.bin --image 0x8000=partition-table.bin \
---image 0x10000=app.bin\n\nParts whose flash region already holds the same bytes are skipped (MD5 compare)."
+--image 0x10000=app.bin\n  espfleet flash board-0042.kdl --port /dev/ttyUSB0 --no-stub --after no-reset\n\n\
+Parts whose flash region already holds the same bytes are skipped (MD5 compare). A manifest whose \
+`match` nodes name MACs is only written to one of those boards (`--ignore-match` overrides).\n\
+Exit status: 0 when every part is on the board and verified, 1 when flashing failed (the message \
+says what the board holds), 2 for bad arguments."
 )]
 pub struct FlashArgs {
     /// Manifest to build and flash (its images are built in memory, as `espfleet build` would). Omit it
@@ -61,6 +66,11 @@ pub struct FlashArgs {
     /// Refuse a board whose factory MAC is not this one.
     #[arg(long, value_name = "MAC")]
     pub expect_mac: Option<MacAddress>,
+    /// Flash even if the board's MAC is not one the manifest's `match mac=` names (by default
+    /// such a board is refused before anything is written: the images may carry another board's
+    /// certificate and key).
+    #[arg(long, requires = "manifest")]
+    pub ignore_match: bool,
     /// Write every part even if the board already holds it.
     #[arg(long)]
     pub force: bool,
@@ -163,10 +173,11 @@ fn image_from_parts(
     let mut segments: Vec<Segment> = Vec::new();
     let mut names: HashMap<String, usize> = HashMap::new();
     for (i, (offset, path)) in sorted.iter().enumerate() {
-        let data = fs_err::read(path).map_err(|source| FlashInputError::Unreadable {
-            path: path.clone(),
-            source,
-        })?;
+        let data = espfleet_compiler::input::read(path, espfleet_compiler::input::InputKind::IMAGE)
+            .map_err(|e| FlashInputError::Unreadable {
+                path: path.clone(),
+                source: e.into_io_error(),
+            })?;
         if data.is_empty() {
             return Err(FlashInputError::Empty { path: path.clone() }.into());
         }
@@ -218,24 +229,32 @@ fn image_from_parts(
 /// The image of a manifest: resolve it and emit its images (as `espfleet build` does), keeping
 /// the ones with a flash offset. Warnings are printed; errors stop here, before any port is
 /// opened.
-fn image_from_manifest(path: &Path, quiet: bool) -> miette::Result<FlashImage> {
+fn image_from_manifest(
+    path: &Path,
+    quiet: bool,
+) -> miette::Result<(FlashImage, Vec<espfleet_compiler::device_match::MatchRule>)> {
     let (plan, warnings) = espfleet_compiler::manifest::load(path).map_err(miette::Report::new)?;
     if !warnings.errors.is_empty() && !quiet {
         eprintln!("{:?}", miette::Report::new(warnings));
     }
     let images = espfleet_compiler::build::emit(&plan, espfleet_compiler::build::Jobs::Parallel)
         .map_err(miette::Report::new)?;
-    Ok(espfleet_compiler::build::flash_image(&plan, &images))
+    Ok((
+        espfleet_compiler::build::flash_image(&plan, &images),
+        plan.matches.clone(),
+    ))
 }
 
 /// Runs `espfleet flash`.
 pub fn run(args: FlashArgs, global: &GlobalOpts) -> miette::Result<ExitCode> {
     let image = match (args.manifest, args.chip) {
         (Some(manifest), _) => image_from_manifest(&manifest, global.quiet),
-        (None, Some(chip)) => image_from_parts(chip, &args.image, args.flash_size),
+        (None, Some(chip)) => {
+            image_from_parts(chip, &args.image, args.flash_size).map(|i| (i, Vec::new()))
+        }
         (None, None) => Err(miette::miette!("--chip is required with --image")),
     };
-    let image = match image {
+    let (image, match_rules) = match image {
         Ok(image) => image,
         Err(report) => {
             if args.json {
@@ -261,6 +280,11 @@ pub fn run(args: FlashArgs, global: &GlobalOpts) -> miette::Result<ExitCode> {
             AfterArg::WatchdogReset => After::WatchdogReset,
         },
         expected_mac: args.expect_mac,
+        match_rules: if args.ignore_match {
+            Vec::new()
+        } else {
+            match_rules
+        },
         skip_unchanged: !args.force,
     };
     let port = Port::new(&args.port);

@@ -34,8 +34,8 @@ pub struct ImportArgs {
 /// Imports one image; prints what was found and whether the rebuild matches.
 #[allow(clippy::needless_pass_by_value)] // dispatch hands every subcommand its args by value
 pub fn run(args: ImportArgs, global: &GlobalOpts) -> miette::Result<ExitCode> {
-    let bytes = fs_err::read(&args.image)
-        .map_err(|e| miette::miette!(code = "espfleet::import::unreadable", "{e}"))?;
+    let bytes =
+        espfleet_compiler::input::read(&args.image, espfleet_compiler::input::InputKind::IMAGE)?;
     let imported = import::import(&bytes)
         .map_err(|e| miette::Report::new(e).wrap_err(args.image.display().to_string()))?;
     let path = import::write(&args.out, &imported).map_err(|e| {

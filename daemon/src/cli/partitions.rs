@@ -16,7 +16,7 @@
 //! | 1 | inputs on which the tool crashes with a Python exception: values that do not fit the binary (type > 255, offset ≥ 4 GiB, a negative resolved size), text that is not UTF-8, a bad `--extra-partition-subtypes` value; also failing to write the output |
 //! | 2 | invalid input reported as such (CSV syntax, layout, verification, flash size, table too large, corrupt binary), unreadable input, bad options |
 
-use std::io::{Read as _, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -31,6 +31,26 @@ use super::GlobalOpts;
 
 /// Arguments of `espfleet partitions` (gen_esp32part.py's, by name).
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+A drop-in for ESP-IDF's gen_esp32part.py 1.5: the direction follows from the input (a binary
+starts with AA 50), the options and messages are the tool's. The rules are in
+docs/formats/partition-table.md.
+
+Examples:
+  espfleet partitions partitions.csv partition-table.bin
+  espfleet partitions partition-table.bin                 # binary -> CSV on stdout
+  # ESP-AT's primary table: no MD5 record, checked against the flash size:
+  espfleet partitions --disable-md5sum --flash-size 4MB partitions_at.csv partition-table.bin
+  espfleet partitions --offset 0x10000 big.csv big.bin    # table at 0x10000, parts from 0x11000
+  cat partitions.csv | espfleet partitions - - > partition-table.bin
+
+Exit status (gen_esp32part.py's, so build scripts can swap one for the other):
+  0  success
+  1  inputs on which the Python tool crashes: values that do not fit the binary (type > 255,
+     offset >= 4 GiB, a negative resolved size), text that is not UTF-8, a bad
+     --extra-partition-subtypes value; also failing to write the output
+  2  invalid input reported as such (CSV syntax, layout, verification, flash size, table too
+     large, corrupt binary), unreadable input, bad options")]
 pub struct PartitionsArgs {
     /// CSV or binary partition table to read; `-` reads stdin.
     #[arg(value_name = "INPUT")]
@@ -155,15 +175,16 @@ fn options(err: &mut dyn Write, args: &PartitionsArgs) -> Result<TableOptions, E
     })
 }
 
+/// Reads the input table (CSV or binary; a binary table is at most 0xC00 bytes, far below the
+/// CSV limit), bounded and only from a regular file or `-` (stdin).
 fn read_input(err: &mut dyn Write, path: &Path) -> Result<Vec<u8>, ExitCode> {
-    if path == Path::new("-") {
-        let mut bytes = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .map_err(|e| usage(err, &format!("reading stdin: {e}")))?;
-        return Ok(bytes);
-    }
-    fs_err::read(path).map_err(|e| usage(err, &e.to_string()))
+    use espfleet_compiler::input::{self, InputKind};
+    let read = if path == Path::new("-") {
+        input::read_stdin(InputKind::TABLE_CSV)
+    } else {
+        input::read(path, InputKind::TABLE_CSV)
+    };
+    read.map_err(|e| usage(err, &e.to_string()))
 }
 
 /// The conversion, with status lines, warnings and errors written to `err` (stderr in use).
@@ -226,17 +247,10 @@ mod tests {
     use crate::cli::ColorChoice;
 
     fn golden(name: &str) -> PathBuf {
-        let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let shared = match std::env::var_os("ESPFLEET_SHARED_DIR") {
-            Some(dir) => PathBuf::from(dir),
-            None => manifest_dir
-                .ancestors()
-                .skip(2)
-                .map(|a| a.join("shared"))
-                .find(|p| p.join("golden/manifest.json").is_file())
-                .expect("shared/ not found beside the repository; set ESPFLEET_SHARED_DIR"),
-        };
-        shared.join("golden/partitions").join(name)
+        // The golden vectors in the repository (see tests/data/golden/README.md).
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/data/golden/partitions")
+            .join(name)
     }
 
     fn args(input: &Path, output: &Path, extra: &[&str]) -> PartitionsArgs {
@@ -257,6 +271,7 @@ mod tests {
         GlobalOpts {
             quiet: true,
             verbose: 0,
+            deny_warnings: false,
             color: ColorChoice::Never,
         }
     }
@@ -342,7 +357,7 @@ mod tests {
     }
 
     /// What a user sees for a table with several problems: every error with its line and a
-    /// help, in the tool's order (expected text written by hand from the messages in the spec).
+    /// help, in the tool's order (expected text written by hand from the messages in `docs/formats/partition-table.md` §3–§6).
     #[test]
     fn errors_name_the_csv_line() {
         let dir = tempfile::tempdir().unwrap();

@@ -3,17 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use espflash::connection::{Connection, ResetAfterOperation, ResetBeforeOperation};
-use espflash::flasher::Flasher;
-use espfleet_compiler::device_match::{ChipFacts, parse_mac};
+use espfleet_compiler::device_match::ChipFacts;
 use espfleet_compiler::image::FlashImage;
-use espfleet_compiler::target::Chip;
-use serialport::SerialPort as _;
 
 use super::board::{BoardConnector, BoardSession, FlashFailure, FlashReport, Progress};
 use super::device::SerialPort;
 use super::manifests::{LoadedManifest, ManifestLoader};
-use crate::flasher::{self, FlashError, FlashEvent, FlashOptions, MacAddress, PartOutcome, Port};
+use crate::flasher::{self, FlashError, FlashEvent, FlashOptions, PartOutcome, Port, Session};
 
 /// Loads manifests with the compiler and builds them through its cache.
 #[derive(Debug)]
@@ -43,12 +39,20 @@ impl ManifestLoader for CompilerLoader {
     fn load(&self, path: &Path) -> Result<LoadedManifest, String> {
         let (plan, _warnings) = espfleet_compiler::manifest::load(path).map_err(|d| render(&d))?;
         let image = build_image(&plan, &self.cache_dir)?;
+        let extends = plan
+            .files
+            .0
+            .keys()
+            .filter(|p| p.extension().is_some_and(|e| e == "kdl") && p.as_path() != path)
+            .cloned()
+            .collect();
         Ok(LoadedManifest {
             file: String::new(),
             name: plan.name.clone(),
             chip: plan.chip,
             rules: plan.matches.clone(),
             image: std::sync::Arc::new(image),
+            extends,
         })
     }
 }
@@ -77,7 +81,7 @@ fn build_image(
     Ok(espfleet_compiler::build::flash_image(plan, &images))
 }
 
-/// Connects to boards on serial ports with the espflash-based flasher.
+/// Connects to boards on serial ports with the flasher's [`Session`].
 #[derive(Debug)]
 pub struct SerialConnector {
     baud: u32,
@@ -90,18 +94,10 @@ impl SerialConnector {
     }
 }
 
-fn gone_or_transient(port: &Path, message: String) -> FlashFailure {
-    FlashFailure {
-        transient: true,
-        board_gone: !port.exists(),
-        message,
-    }
-}
-
 impl BoardConnector for SerialConnector {
-    /// Identifies the board over a short ROM session at 115200 baud that changes nothing
-    /// (no baud switch, no stub, no reset afterwards), so the flash that may follow connects
-    /// to the same loader state.
+    /// Opens a flasher [`Session`]: resets the board into its ROM loader (when the port has
+    /// reset lines) and identifies it at 115200, changing nothing. The session stays open: the
+    /// flash that may follow runs on it, with no second reset or connect.
     fn connect(
         &self,
         serial_port: &SerialPort,
@@ -117,43 +113,11 @@ impl BoardConnector for SerialConnector {
             product: None,
         });
         let port = Port::with_usb(path, ids);
-        let mut serial = port.open().map_err(|e| failure_from(&e, path))?;
-        let has_lines = serial.read_clear_to_send().is_ok();
-        let before = match (
-            has_lines,
-            port.usb().is_some_and(flasher::UsbIds::is_usb_serial_jtag),
-        ) {
-            (false, _) => ResetBeforeOperation::NoReset,
-            (true, true) => ResetBeforeOperation::UsbReset,
-            (true, false) => ResetBeforeOperation::DefaultReset,
+        let opts = FlashOptions {
+            baud: self.baud,
+            ..FlashOptions::default()
         };
-        let connection = Connection::new(
-            serial,
-            port.espflash_info(),
-            ResetAfterOperation::NoReset,
-            before,
-            115_200,
-        );
-        let mut rom =
-            Flasher::connect(connection, false, false, false, None, None).map_err(|e| {
-                gone_or_transient(
-                    path,
-                    format!(
-                        "no answer from the ROM bootloader on {}: {e}; nothing was written",
-                        path.display()
-                    ),
-                )
-            })?;
-        let info = rom.device_info().map_err(|e| {
-            gone_or_transient(
-                path,
-                format!(
-                    "identifying the board on {}: {e}; nothing was written",
-                    path.display()
-                ),
-            )
-        })?;
-        drop(rom);
+        let session = Session::connect(port, opts, None).map_err(|e| failure_from(&e, path))?;
         if cancel.load(Ordering::Relaxed) {
             return Err(FlashFailure {
                 transient: false,
@@ -161,43 +125,23 @@ impl BoardConnector for SerialConnector {
                 message: "unplugged while connecting".into(),
             });
         }
-        let chip = info
-            .chip
-            .to_string()
-            .parse::<Chip>()
-            .map_err(|_| FlashFailure {
-                transient: false,
-                board_gone: false,
-                message: format!(
-                    "{} is a {}, which espfleet does not flash; nothing was written",
-                    path.display(),
-                    info.chip
-                ),
-            })?;
-        let mac = info
-            .mac_address
-            .as_deref()
-            .and_then(parse_mac)
-            .ok_or_else(|| FlashFailure {
-                transient: true,
-                board_gone: false,
-                message: format!(
-                    "{}: the bootloader reported no readable MAC; nothing was written",
-                    path.display()
-                ),
-            })?;
+        let facts = ChipFacts {
+            chip: session.chip(),
+            mac: session.mac().0,
+        };
         Ok(Box::new(SerialSession {
-            port,
-            facts: ChipFacts { chip, mac },
-            baud: self.baud,
+            path: path.to_owned(),
+            facts,
+            session: Some(session),
         }))
     }
 }
 
 struct SerialSession {
-    port: Port,
+    path: PathBuf,
     facts: ChipFacts,
-    baud: u32,
+    /// The open session; taken by the one flash it serves.
+    session: Option<Session>,
 }
 
 impl BoardSession for SerialSession {
@@ -218,36 +162,40 @@ impl BoardSession for SerialSession {
                 message: "unplugged before flashing; nothing was written".into(),
             });
         }
-        let opts = FlashOptions {
-            baud: self.baud,
-            expected_mac: Some(MacAddress(self.facts.mac)),
-            ..FlashOptions::default()
+        let Some(session) = self.session.take() else {
+            return Err(FlashFailure {
+                transient: true,
+                board_gone: false,
+                message: "the session was used already; connect again".into(),
+            });
         };
         let sizes: Vec<u64> = image.segments.iter().map(|s| s.data.len() as u64).collect();
         let total: u64 = sizes.iter().sum();
-        let mut finished = 0u64;
-        let mut on_event = |ev: FlashEvent| match ev {
-            FlashEvent::PartUnchanged { index } | FlashEvent::PartWritten { index } => {
-                finished += sizes[index];
-                progress(Progress {
-                    done: finished,
-                    total,
-                });
-            }
-            FlashEvent::PartProgress {
-                index,
-                done,
-                blocks,
-            } if blocks > 0 => {
-                let part = sizes[index] * done as u64 / blocks as u64;
-                progress(Progress {
-                    done: finished + part,
-                    total,
-                });
-            }
-            _ => {}
+        // Bytes accounted per part: a part counts in full once found unchanged or once all
+        // its blocks are sent. The flasher sends every changed part before verifying any
+        // (PartWritten comes with the verification), so a running sum of finished parts
+        // plus the current one would fall back at each new part; this never does.
+        let mut accounted = vec![0u64; sizes.len()];
+        let mut on_event = |ev: FlashEvent| {
+            let (index, bytes) = match ev {
+                FlashEvent::PartUnchanged { index } | FlashEvent::PartWritten { index } => {
+                    (index, sizes[index])
+                }
+                FlashEvent::PartProgress {
+                    index,
+                    done,
+                    blocks,
+                } if blocks > 0 => (index, sizes[index] * done as u64 / blocks as u64),
+                _ => return,
+            };
+            let slot = &mut accounted[index];
+            *slot = (*slot).max(bytes.min(sizes[index]));
+            progress(Progress {
+                done: accounted.iter().sum(),
+                total,
+            });
         };
-        match flasher::flash(&self.port, image, &opts, &mut on_event) {
+        match session.flash(image, &mut on_event) {
             Ok(r) => Ok(FlashReport {
                 bytes_written: r.bytes_written,
                 bytes_total: r.bytes_total,
@@ -262,7 +210,7 @@ impl BoardSession for SerialSession {
                     .filter(|p| p.outcome == PartOutcome::Written)
                     .count(),
             }),
-            Err(e) => Err(failure_from(&e, self.port.path())),
+            Err(e) => Err(failure_from(&e, &self.path)),
         }
     }
 }
@@ -277,7 +225,8 @@ fn failure_from(e: &FlashError, path: &Path) -> FlashFailure {
         | FlashError::WriteFailed { .. }
         | FlashError::DataCorrupted { .. }
         | FlashError::VerifyFailed { .. }
-        | FlashError::ResetFailed { .. } => (true, !path.exists()),
+        | FlashError::ResetFailed { .. }
+        | FlashError::UnknownChip { .. } => (true, !path.exists()),
         _ => (false, false),
     };
     FlashFailure {

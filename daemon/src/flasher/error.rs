@@ -14,24 +14,35 @@ use thiserror::Error;
 pub enum BoardState {
     /// Nothing was written: the flash holds whatever it held before.
     Untouched,
-    /// Some parts were written and verified, then writing stopped. `interrupted` is the part
-    /// that was being written (it is incomplete), if one was.
-    PartiallyWritten {
-        /// Parts completely written before the failure (verified; with the stub, every block
-        /// acknowledged, the MD5 checks running after the last part).
-        completed: Vec<String>,
-        /// The part being written when it failed; its region holds a mix of old, erased and
-        /// new bytes.
-        interrupted: Option<String>,
-    },
-    /// Every part was sent and acknowledged block by block, but checking them failed; they are
-    /// probably right, but nothing proves it.
+    /// Writing stopped part way (see [`PartialWrite`]).
+    PartiallyWritten(Box<PartialWrite>),
+    /// Every part was sent and acknowledged block by block, but checking them failed part way;
+    /// `verified` ones are proven, the others are probably right, but nothing proves it.
     SentNotVerified {
-        /// The parts sent.
+        /// Parts verified by MD5 before the failure.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        verified: Vec<String>,
+        /// Parts sent but not verified.
         parts: Vec<String>,
     },
     /// Every part was written and verified, but the final reset failed.
     WrittenNotReset,
+}
+
+/// What a write that stopped part way left: `completed` parts are written and proven by MD5;
+/// `unverified` ones were sent block by block and acknowledged but not checked yet (with the
+/// stub the MD5 checks run after the last part); `interrupted` is the part that was being
+/// written (it is incomplete), if one was.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PartialWrite {
+    /// Parts written and verified by MD5 before the failure.
+    pub completed: Vec<String>,
+    /// Parts sent (every block acknowledged) but not verified.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unverified: Vec<String>,
+    /// The part being written when it failed; its region holds a mix of old, erased and new
+    /// bytes.
+    pub interrupted: Option<String>,
 }
 
 impl fmt::Display for BoardState {
@@ -40,10 +51,12 @@ impl fmt::Display for BoardState {
             BoardState::Untouched => {
                 f.write_str("nothing was written; the board's flash is unchanged")
             }
-            BoardState::PartiallyWritten {
-                completed,
-                interrupted,
-            } => {
+            BoardState::PartiallyWritten(partial) => {
+                let PartialWrite {
+                    completed,
+                    unverified,
+                    interrupted,
+                } = &**partial;
                 match interrupted {
                     Some(part) => {
                         write!(f, "the board is PARTIALLY WRITTEN: `{part}` is incomplete")?;
@@ -51,16 +64,26 @@ impl fmt::Display for BoardState {
                     None => f.write_str("the board is PARTIALLY WRITTEN")?,
                 }
                 if completed.is_empty() {
-                    f.write_str(" and no part was completed")
+                    f.write_str(" and no part was completed and verified")?;
                 } else {
-                    write!(f, " (completed: {})", completed.join(", "))
+                    write!(f, " (completed and verified: {})", completed.join(", "))?;
                 }
+                if !unverified.is_empty() {
+                    write!(f, "; sent but not verified: {}", unverified.join(", "))?;
+                }
+                Ok(())
             }
-            BoardState::SentNotVerified { parts } => write!(
-                f,
-                "every part was sent ({}) but not verified; flash it again to be sure",
-                parts.join(", ")
-            ),
+            BoardState::SentNotVerified { verified, parts } => {
+                write!(
+                    f,
+                    "every part was sent, but {} not verified; flash it again to be sure",
+                    parts.join(", ")
+                )?;
+                if !verified.is_empty() {
+                    write!(f, " (verified: {})", verified.join(", "))?;
+                }
+                Ok(())
+            }
             BoardState::WrittenNotReset => {
                 f.write_str("every part was written and verified, but the board was not reset")
             }
@@ -149,6 +172,35 @@ pub enum FlashError {
         source: Box<espflash::Error>,
     },
 
+    /// The board answered with a chip id (magic register) espflash does not know.
+    #[error("unknown chip on {}: its ROM reports magic value {magic:#010x}", port.display())]
+    #[diagnostic(
+        code(espfleet::flash::unknown_chip),
+        help(
+            "this is not an ESP32-family chip espflash knows, or the serial link garbles replies; \
+             check the board and the cable. Nothing was written."
+        )
+    )]
+    UnknownChip {
+        /// The port path.
+        port: PathBuf,
+        /// The value of the chip's magic register (0x40001000).
+        magic: u32,
+    },
+
+    /// The board is an ESP32-family chip espfleet does not flash.
+    #[error("the board on {} is an {found}, which espfleet does not flash", port.display())]
+    #[diagnostic(
+        code(espfleet::flash::unsupported_chip),
+        help("espfleet flashes ESP32 and ESP32-C3 boards. Nothing was written.")
+    )]
+    UnsupportedChip {
+        /// The port path.
+        port: PathBuf,
+        /// espflash's name of the chip.
+        found: String,
+    },
+
     /// The board is a different chip than the image was built for.
     #[error("wrong chip: the image is for {expected}, but the board on {} is {found}", port.display())]
     #[diagnostic(
@@ -202,6 +254,28 @@ pub enum FlashError {
         port: PathBuf,
         /// The MAC asked for.
         expected: String,
+        /// The MAC the board reported.
+        found: String,
+    },
+
+    /// The manifest's `match` rules name other boards (by MAC) than the one on the port.
+    #[error(
+        "wrong board: the manifest is for MAC {wanted} (its `match mac=`), but the board on {} has MAC {found}",
+        port.display()
+    )]
+    #[diagnostic(
+        code(espfleet::flash::board_not_matched),
+        help(
+            "this manifest carries data for another board (a per-device certificate or key); plug \
+             in that board. To write these images to this board anyway, add `--ignore-match`. \
+             Nothing was written."
+        )
+    )]
+    NotMatched {
+        /// The port path.
+        port: PathBuf,
+        /// The MACs the manifest's match rules name.
+        wanted: String,
         /// The MAC the board reported.
         found: String,
     },
@@ -317,22 +391,46 @@ pub enum FlashError {
         source: Box<espflash::Error>,
     },
 
-    /// Everything was written and verified, but the reset afterwards failed.
-    #[error("the board on {} was written and verified, but resetting it failed", port.display())]
-    #[diagnostic(
-        code(espfleet::flash::reset_failed),
-        help(
-            "press RESET (EN) or power-cycle the board to start the new firmware. For ports \
-             without DTR/RTS use `--after no-reset`."
-        )
-    )]
+    /// Everything was written and verified (or found in place), but ending the session as
+    /// `--after` asked failed.
+    #[error("the board on {} holds the images, verified, but resetting it failed", port.display())]
+    #[diagnostic(code(espfleet::flash::reset_failed), help("{hint}"))]
     ResetFailed {
         /// The port path.
         port: PathBuf,
+        /// What to do, for the `--after` that was asked for ([`reset_hint`]).
+        hint: &'static str,
         /// The underlying error.
         #[source]
         source: Box<espflash::Error>,
     },
+}
+
+/// The help of [`FlashError::ResetFailed`]: what to do depends on what `--after` asked for and
+/// whether the port has reset lines.
+pub(crate) fn reset_hint(after: super::After, has_lines: bool) -> &'static str {
+    use super::After;
+    match (after, has_lines) {
+        (After::NoReset | After::NoResetNoStub, _) | (After::Auto, false) => {
+            "the images are written and verified; only returning to the loader failed. Reset the \
+             board into download mode (hold BOOT, press RESET) before the next flash, or press \
+             RESET alone to run the new firmware."
+        }
+        (After::HardReset | After::WatchdogReset, false) => {
+            "this port has no DTR/RTS lines (a bare UART or a pseudo-terminal), so espfleet cannot \
+             reset the board: press RESET (EN) or power-cycle it to run the new firmware, and use \
+             `--after no-reset` for such ports."
+        }
+        (After::WatchdogReset, true) => {
+            "the watchdog reset works only for an ESP32-C3 on its USB Serial/JTAG port; press \
+             RESET (EN) or power-cycle the board to run the new firmware, or use `--after \
+             hard-reset`."
+        }
+        (After::HardReset | After::Auto, true) => {
+            "the RTS pulse did not reset the board (check the board's auto-reset circuit and \
+             cable): press RESET (EN) or power-cycle it to run the new firmware."
+        }
+    }
 }
 
 impl FlashError {

@@ -14,6 +14,8 @@
 //! * a part's trailing erased (0xFF) sectors are not sent when the board's flash there is
 //!   already erased (checked by MD5 first), so the stub does not spend time programming 0xFF.
 //!
+//! The session around it (stub upload, verification, the end) is in `super::session`.
+//!
 //! Everything else (framing, checksums, replies, the stub itself) is espflash's.
 
 use std::io::Write as _;
@@ -225,16 +227,4 @@ pub(crate) fn send_part(
         on_block(seq + 1);
     }
     Ok(())
-}
-
-/// Ends the write session as espflash does after stub writes: DEFL_END with "run user code"
-/// (the stub just leaves flash mode), then the configured after-reset.
-pub(crate) fn finish(
-    connection: &mut Connection,
-    chip: espflash::target::Chip,
-) -> Result<(), espflash::Error> {
-    connection.with_timeout(CommandType::FlashDeflEnd.timeout(), |c| {
-        c.command(Command::FlashDeflEnd { reboot: false }).map(drop)
-    })?;
-    connection.reset_after(true, chip)
 }

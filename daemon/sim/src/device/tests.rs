@@ -1,5 +1,5 @@
-//! Loader rules, frame by frame (spec sections 5 to 9). Expected bytes are worked out by hand
-//! from the spec; deflate inputs are made with miniz_oxide's compressor (the expected output is
+//! Loader rules, frame by frame (`docs/formats/serial-protocol.md` §5 to §9). Expected bytes are worked out by hand
+//! from `docs/formats/serial-protocol.md`; deflate inputs are made with miniz_oxide's compressor (the expected output is
 //! the original data).
 
 use espfleet_compiler::target::Chip;
@@ -11,10 +11,7 @@ use crate::protocol::le32;
 
 fn device(chip: Chip) -> Device {
     let profile = ChipProfile::of(chip);
-    let identity = Identity {
-        magic: profile.magic,
-        security_chip_id: profile.security_chip_id,
-    };
+    let identity = Identity::of(&profile);
     let opts = DeviceOptions {
         profile,
         identity,
@@ -108,14 +105,30 @@ fn sync_answers_eight_times_rom_nonzero_stub_zero() {
 #[test]
 fn chip_identification() {
     let mut esp32 = device(Chip::Esp32);
-    // ESP32 ROM: GET_SECURITY_INFO echoes 14 with status 01, error 05; the magic register answers.
+    // ESP32 ROM: GET_SECURITY_INFO is refused with status 01, error 05, in a reply that repeats
+    // the previous reply's opcode and value (here SYNC's); the magic register answers.
+    assert_eq!(send(&mut esp32, op::SYNC, &SYNC_PAYLOAD).len(), 8);
+    let refused = send(&mut esp32, op::GET_SECURITY_INFO, &[]);
+    assert_eq!(refused.len(), 1);
     assert_eq!(
-        reply(&mut esp32, op::GET_SECURITY_INFO, &[]).1,
-        [1, 5, 0, 0]
+        refused[0],
+        [1, op::SYNC, 4, 0, 0x07, 0x07, 0x12, 0x20, 1, 5, 0, 0],
+        "SYNC's header, then status 01 05"
     );
     assert_eq!(
         reply(&mut esp32, op::READ_REG, &words(&[0x4000_1000])).0,
         0x00F0_1D83
+    );
+    let refused = send(&mut esp32, op::GET_SECURITY_INFO, &[]);
+    assert_eq!(
+        refused[0],
+        [1, op::READ_REG, 4, 0, 0x83, 0x1D, 0xF0, 0x00, 1, 5, 0, 0],
+        "READ_REG's header and value, then status 01 05"
+    );
+    // The same for any command the ROM lacks, such as the stub-only ERASE_FLASH.
+    assert_eq!(
+        send(&mut esp32, op::ERASE_FLASH, &[])[0],
+        [1, op::READ_REG, 4, 0, 0x83, 0x1D, 0xF0, 0x00, 1, 5, 0, 0]
     );
     start_stub(&mut esp32);
     assert_eq!(
@@ -131,7 +144,7 @@ fn chip_identification() {
     assert_eq!(le32(&data, 0) & 4, 0, "secure download mode off");
     start_stub(&mut c3);
     assert_eq!(reply(&mut c3, op::GET_SECURITY_INFO, &[]).1.len(), 22);
-    // MAC words (spec 7.2) for 58:cf:79:12:34:56.
+    // MAC words (`docs/formats/serial-protocol.md` §7.2) for 58:cf:79:12:34:56.
     assert_eq!(
         reply(&mut c3, op::READ_REG, &words(&[0x6000_8844])).0,
         0x7912_3456
@@ -164,7 +177,7 @@ fn uart_clkdiv_follows_the_baud() {
     );
 }
 
-/// The JEDEC ID dance of both clients (spec 6.2) on each chip's SPI registers.
+/// The JEDEC ID dance of both clients (`docs/formats/serial-protocol.md` §6.2) on each chip's SPI registers.
 #[test]
 fn jedec_id_through_spi_registers() {
     for chip in Chip::ALL {
@@ -252,6 +265,52 @@ fn rom_flash_data_checks_order_and_programs_whole_blocks() {
     let flash = d.lock_flash().read(0x1000, 0x800);
     assert!(flash[..0x400].iter().all(|&b| b == 0x12));
     assert_eq!(&flash[0x400..], &last[..]);
+}
+
+/// Both ROMs refuse FLASH_END with status 01, error 06 when fewer FLASH_DATA bytes arrived than
+/// FLASH_BEGIN announced (espflash 4.7 announces a 3 KiB part as 4 KiB and sends three 1 KiB
+/// blocks), and leave the loader all the same.
+#[test]
+fn rom_flash_end_after_a_short_write_fails_and_leaves_the_loader() {
+    for chip in [Chip::Esp32, Chip::Esp32c3] {
+        let mut d = device(chip);
+        attach(&mut d);
+        let begin = if chip == Chip::Esp32 {
+            words(&[0x1000, 3, 0x400, 0x8000])
+        } else {
+            words(&[0x1000, 3, 0x400, 0x8000, 0])
+        };
+        assert_eq!(reply(&mut d, op::FLASH_BEGIN, &begin).1, [0; 4]);
+        for seq in 0..3 {
+            assert_eq!(
+                send_block(&mut d, op::FLASH_DATA, seq, &[0x5A; 0x400]),
+                [0; 4]
+            );
+        }
+        let actions = d.on_frame(&Command::encode(op::FLASH_END, &words(&[0]), 0));
+        assert!(
+            matches!(actions.first(), Some(Action::Frame(f)) if f[1] == op::FLASH_END && f[8..] == [1, 6, 0, 0]),
+            "{chip:?}: {actions:?}"
+        );
+        assert_eq!(d.state(), LoaderState::App, "{chip:?} left the loader");
+        assert!(
+            d.lock_flash()
+                .read(0x8000, 0xC00)
+                .iter()
+                .all(|&b| b == 0x5A),
+            "what arrived is written"
+        );
+    }
+    // Everything announced arrived (the last block padded past the announced size): accepted.
+    let mut d = device(Chip::Esp32);
+    attach(&mut d);
+    reply(&mut d, op::FLASH_BEGIN, &words(&[3000, 3, 0x400, 0x8000]));
+    for seq in 0..3 {
+        send_block(&mut d, op::FLASH_DATA, seq, &[0x5A; 0x400]);
+    }
+    let actions = d.on_frame(&Command::encode(op::FLASH_END, &words(&[0]), 0));
+    assert!(matches!(actions.first(), Some(Action::Frame(f)) if f[8..] == [0; 4]));
+    assert_eq!(d.state(), LoaderState::App);
 }
 
 #[test]
@@ -501,8 +560,15 @@ fn rom_read_flash_slow_returns_64_bytes() {
         reply(&mut d, op::READ_FLASH_SLOW, &words(&[0x100, 65])).1,
         [1, 0x0A, 0, 0]
     );
-    // Stub-only commands are unknown to the ROM.
-    assert_eq!(reply(&mut d, op::ERASE_FLASH, &[]).1, [1, 5, 0, 0]);
+    // Stub-only commands are unknown to the ROM: the ESP32 ROM refuses them in the previous
+    // reply's header, the C3 ROM (as modelled) echoes the opcode.
+    let refused = send(&mut d, op::ERASE_FLASH, &[]);
+    assert_eq!(
+        (refused[0][1], &refused[0][8..]),
+        (op::READ_FLASH_SLOW, &[1, 5, 0, 0][..])
+    );
+    let mut c3 = device(Chip::Esp32c3);
+    assert_eq!(reply(&mut c3, op::ERASE_FLASH, &[]).1, [1, 5, 0, 0]);
 }
 
 #[test]

@@ -553,7 +553,7 @@ fn emit_one(plan: &Plan, job: &Job) -> Result<Option<Image>, ManifestError> {
     }
 }
 
-/// The `mfg_nvs` content ESP-AT's `mfg_nvs.py` writes for this plan (spec §8.1).
+/// The `mfg_nvs` content ESP-AT's `mfg_nvs.py` writes for this plan (`docs/formats/esp-at-images.md` §8.1).
 pub fn mfg_nvs_content(plan: &Plan) -> mfg_nvs::MfgNvs {
     let mut namespaces = Vec::new();
     for p in &plan.pki {
@@ -620,7 +620,7 @@ fn mfg_nvs_image(plan: &Plan) -> Result<Option<Image>, ManifestError> {
     Ok(customized(plan, "mfg_nvs", bytes, secret))
 }
 
-/// The order ESP-IDF registers images in `flasher_args.json` (spec §10.1).
+/// The order ESP-IDF registers images in `flasher_args.json` (`docs/formats/esp-at-images.md` §10.1).
 fn registration_rank(name: &str) -> u8 {
     match name {
         "bootloader" => 0,

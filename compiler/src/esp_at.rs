@@ -4,12 +4,12 @@
 //! Up to v3.0.0.0 (era A) every item is a raw partition with its own binary format; from
 //! v3.1.0.0 on (era B) everything lives in one NVS partition, `mfg_nvs`. The modules here
 //! reproduce the bytes Espressif's own generators write, so an espfleet build can be compared
-//! byte for byte with an ESP-AT build (`shared/spec/esp-at-formats.md`):
+//! byte for byte with an ESP-AT build (`docs/formats/esp-at-images.md`):
 //!
 //! | module | what |
 //! |---|---|
 //! | [`release`] | ESP-AT release versions and everything that changes between them |
-//! | [`dependency`] | the Kconfig feature → partition dependency lists (spec 1.2, 11) |
+//! | [`dependency`] | the Kconfig feature → partition dependency lists (`docs/formats/esp-at-images.md` §1.2, §11) |
 //! | [`factory_param`] | era A `factory_param.bin` (4096 bytes) |
 //! | [`pki`] | era A `F1 F1` certificate/key container; certificate and key checks |
 //! | [`ble_data`] | GATT server tables: ESP-AT's CSV forms, era A JSON bin, era B `cfgN` strings |

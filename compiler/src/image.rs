@@ -2,6 +2,9 @@
 
 use std::sync::Arc;
 
+pub mod intel_hex;
+pub mod uf2;
+
 use crate::target::{Chip, FlashSettings};
 
 /// One region of flash: bytes to write at an offset.

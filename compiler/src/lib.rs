@@ -16,6 +16,7 @@ pub mod cache;
 pub mod catalogue;
 pub mod device_match;
 pub mod esp_at;
+pub mod flash_map;
 pub mod image;
 pub mod import;
 pub mod input;

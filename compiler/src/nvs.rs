@@ -1,6 +1,6 @@
 //! NVS partition images (ESP-IDF non-volatile storage), format versions 1 and 2.
 //!
-//! Byte-identical to `esp-idf-nvs-partition-gen` 0.3.0 (spec: `shared/spec/nvs-format.md`),
+//! Byte-identical to `esp-idf-nvs-partition-gen` 0.3.0 (format: `docs/formats/nvs.md`),
 //! plus the legacy trailing-page form older generators and ESP-AT v3.1–v4.0 builds wrote.
 //!
 //! Three ways in:

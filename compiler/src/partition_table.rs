@@ -2,7 +2,7 @@
 //!
 //! ESP-AT needs tables the `esp-idf-part` crate cannot produce (no app partition, numeric
 //! data subtypes, no MD5 record, other table offsets, negative sizes ...), so this module
-//! implements the tool's rules itself; `shared/spec/partition-table.md` describes them.
+//! implements the tool's rules itself; `docs/formats/partition-table.md` describes them.
 //!
 //! # Entry points
 //!

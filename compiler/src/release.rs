@@ -1,5 +1,5 @@
 //! ESP-AT releases: which tags exist and what each implies for the images (storage era,
-//! type bytes, NVS trailing pages, partition names). See `shared/spec/esp-at-formats.md` §0.
+//! type bytes, NVS trailing pages, partition names). See `docs/formats/esp-at-images.md` §0.
 
 use std::fmt;
 use std::str::FromStr;
@@ -22,7 +22,7 @@ pub enum Era {
     B,
 }
 
-/// Which trailing-page form an NVS image has (spec 8.2).
+/// Which trailing-page form an NVS image has (`docs/formats/esp-at-images.md` §8.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum NvsPages {
     /// Every non-reserved page has a Full header (ESP-IDF ≤ 5.1, generator ≤ 0.1.6, `at.py`).
@@ -82,12 +82,12 @@ impl Release {
     }
 
     /// Era A PKI bins: v2.2.0.0 – v2.4.0.0 write type 0x02 for every item; v2.4.1.0 and later
-    /// write CA 0x01, certificate 0x02, key 0x03 (spec 5.3).
+    /// write CA 0x01, certificate 0x02, key 0x03 (`docs/formats/esp-at-images.md` §5.3).
     pub fn pki_typed_items(self) -> bool {
         self >= Release::parse_known("v2.4.1.0")
     }
 
-    /// The factory_param namespace has `sys_store` from v4.1.0.0 on (spec 8.1).
+    /// The factory_param namespace has `sys_store` from v4.1.0.0 on (`docs/formats/esp-at-images.md` §8.1).
     pub fn has_sys_store(self) -> bool {
         self >= Release::parse_known("v4.1.0.0")
     }

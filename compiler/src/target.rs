@@ -55,6 +55,14 @@ impl Chip {
         }
     }
 
+    /// The UF2 family id esptool writes for this chip (`UF2_FAMILY_ID` of its target class).
+    pub fn uf2_family_id(self) -> u32 {
+        match self {
+            Chip::Esp32 => 0x1C5F_21B0,
+            Chip::Esp32c3 => 0xD42B_A06C,
+        }
+    }
+
     /// The chip id in an ESP image's extended header (esptool's `IMAGE_CHIP_ID`; ESP-IDF's
     /// `esp_chip_id_t`: ESP32 0, ESP32-C3 5). The ROM and the bootloader refuse an image whose
     /// id is not their chip's.
@@ -65,7 +73,7 @@ impl Chip {
         }
     }
 
-    /// The chip-specific frequency code esptool writes into an image header (spec 10.3).
+    /// The chip-specific frequency code esptool writes into an image header (`docs/formats/esp-at-images.md` §10.3).
     pub fn flash_freq_code(self, freq: FlashFreq) -> u8 {
         // ESP32 and ESP32-C3 share esptool's table.
         match freq {
@@ -99,7 +107,7 @@ impl FromStr for Chip {
     }
 }
 
-/// SPI flash mode as passed to esptool (`dio`, ...). QIO modules are flashed as `dio` (spec 2.1).
+/// SPI flash mode as passed to esptool (`dio`, ...). QIO modules are flashed as `dio` (`docs/formats/esp-at-images.md` §2.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FlashMode {
@@ -123,7 +131,7 @@ impl FlashMode {
             FlashMode::Dout => "dout",
         }
     }
-    /// Image header byte 2 (spec 10.3).
+    /// Image header byte 2 (`docs/formats/esp-at-images.md` §10.3).
     pub fn header_code(self) -> u8 {
         match self {
             FlashMode::Qio => 0,
@@ -227,7 +235,7 @@ impl FlashSize {
     pub fn name(self) -> String {
         format!("{}MB", self.0 >> 20)
     }
-    /// Image header size code (spec 10.3): 1MB 0, 2MB 1, 4MB 2, ...
+    /// Image header size code (`docs/formats/esp-at-images.md` §10.3): 1MB 0, 2MB 1, 4MB 2, ...
     pub fn header_code(self) -> u8 {
         // KNOWN is ordered, index = code; the position always exists by construction.
         u8::try_from(Self::KNOWN.iter().position(|&b| b == self.0).unwrap_or(0)).unwrap_or(0)

@@ -1,6 +1,6 @@
 //! Data checks: the checked-in JSON Schema matches the code, every example manifest validates
 //! against it and resolves, and the module catalogue agrees with ESP-AT's own files
-//! (`shared/reference/esp-at`, copied from the esp-at repository by tag).
+//! (`tests/data/esp-at`, copied from the esp-at repository by tag; see its README).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,10 +14,10 @@ fn repo() -> PathBuf {
 }
 
 fn reference() -> PathBuf {
-    let p = repo().join("../shared/reference/esp-at");
+    let p = repo().join("tests/data/esp-at");
     assert!(
         p.is_dir(),
-        "the ESP-AT reference data is expected beside the repository at {}",
+        "the ESP-AT reference data is missing from {}",
         p.display()
     );
     p

@@ -1,4 +1,4 @@
-//! Era A formats against the SHA-256 test vectors of spec section 12.1 (made by running
+//! Era A formats against the SHA-256 test vectors of `docs/formats/esp-at-images.md` §12.1 (made by running
 //! ESP-AT v2.4.0.0's own generators on its default raw data), plus decode round trips.
 
 use std::path::{Path, PathBuf};
@@ -37,7 +37,7 @@ fn factory_param_wroom32_matches_spec_vector() {
         "f15392744df7ccc37eaef71c96e8486c8fbcf0802dbc8e5e8a8d016e03b8ae47"
     );
 
-    // The typed record decodes to the byte map of spec 4.3 and encodes back identically.
+    // The typed record decodes to the byte map of `docs/formats/esp-at-images.md` §4.3 and encodes back identically.
     let p = FactoryParam::decode(&g.bin).unwrap();
     assert_eq!(
         p,
@@ -112,7 +112,7 @@ fn ble_data_tools_example_converts() {
     assert_eq!(ble_data::decode_bin(&bin).unwrap(), table);
 }
 
-/// (partition, size, sha256 v2.2.0.0–v2.4.0.0, sha256 v2.4.1.0–v3.0.0.0) from spec 12.1.
+/// (partition, size, sha256 v2.2.0.0–v2.4.0.0, sha256 v2.4.1.0–v3.0.0.0) from `docs/formats/esp-at-images.md` §12.1.
 const PKI_VECTORS: &[(&str, usize, &str, &str)] = &[
     (
         "server_cert",

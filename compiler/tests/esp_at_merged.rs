@@ -36,7 +36,7 @@ fn filler(seed: u8, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// An ESP-AT-like part set for `chip` (ESP32-4MB / C-4MB layouts of spec 2.2).
+/// An ESP-AT-like part set for `chip` (ESP32-4MB / C-4MB layouts of `docs/formats/esp-at-images.md` §2.2).
 fn parts(chip: Chip, bootloader: &str) -> Vec<Segment> {
     let (pt, otadata, at_customize, mfg_nvs, app) = match chip {
         Chip::Esp32 => (0x8000, 0x10000, 0x20000, 0x21000, 0x10_0000),

@@ -1,7 +1,7 @@
 //! Era B `mfg_nvs`: the entry list for ESP-AT master defaults (PLATFORM_ESP32 / WROOM-32)
-//! renders to exactly the CSV of spec 12.3; that CSV, fed to the PyPI NVS generator (0.3.0,
-//! the "new" trailing-page form), gives the spec's image hash; and our own NVS encoder gives
-//! both spec hashes (legacy and new trailing pages) from the same entry list.
+//! renders to exactly the CSV of `docs/formats/esp-at-images.md` §12.3; that CSV, fed to the PyPI NVS generator (0.3.0,
+//! the "new" trailing-page form), gives that section's image hash; and our own NVS encoder gives
+//! both hashes (legacy and new trailing pages) from the same entry list.
 
 mod esp_at_support;
 
@@ -13,7 +13,7 @@ use espfleet_compiler::esp_at::mfg_nvs::at_parse_size;
 use espfleet_compiler::esp_at::mfg_nvs::{MfgNvs, MfgValue};
 use espfleet_compiler::release::NvsPages;
 
-/// The Kconfig symbols `module_esp32_default` enables on master (spec 8.1).
+/// The Kconfig symbols `module_esp32_default` enables on master (`docs/formats/esp-at-images.md` §8.1).
 const MASTER_DEFAULTS: &[&str] = &[
     "AT_BLE_COMMAND_SUPPORT",
     "AT_SSL_SERVER_CLIENT_AUTH_SERVER",

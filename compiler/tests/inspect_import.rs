@@ -4,7 +4,7 @@
 //! The images come from `manifests/examples/*.kdl`, built in the test; the decoders behind the
 //! text are each checked against independent oracles in their own tests, so these snapshots
 //! pin the presentation (and that key material never appears). The snapshots were reviewed by
-//! hand against shared/spec/esp-at-formats.md and the example manifests that made them.
+//! hand against docs/formats/esp-at-images.md and the example manifests that made them.
 //!
 //! Import: `import` then `build` must reproduce the factory image and every flashed image byte
 //! for byte, for every example with firmware and for era A manifests given firmware here.

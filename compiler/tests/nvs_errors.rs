@@ -1,4 +1,4 @@
-//! Errors: stable codes, the CSV line or entry index, and help text (spec section 7 and
+//! Errors: stable codes, the CSV line or entry index, and help text (`docs/formats/nvs.md` §7 and
 //! the task's list: key too long, value out of range, unknown encoding, missing file, data
 //! larger than the partition, bad sizes).
 
@@ -135,7 +135,7 @@ fn builder_errors_carry_the_entry_index() {
 
 #[test]
 fn typed_api_matches_the_csv_path() {
-    // The same content through both front ends gives the same bytes (spec example N2).
+    // The same content through both front ends gives the same bytes (`docs/formats/nvs.md` example N2).
     let entries = vec![
         NvsEntry::new("app", "greeting", Value::Str("hi".into())),
         NvsEntry::new("app", "cal", Value::Blob(vec![1, 2, 3, 4, 5])),

@@ -1,5 +1,5 @@
-//! ESP-AT `mfg_nvs` test vector (esp-at-formats.md section 12.3): the master raw_data
-//! certificates plus the WROOM-32 factory parameters and the BLE GATT table, 112K. The spec
+//! ESP-AT `mfg_nvs` test vector (`docs/formats/esp-at-images.md` §12.3): the master raw_data
+//! certificates plus the WROOM-32 factory parameters and the BLE GATT table, 112K. That section
 //! gives the SHA-256 of both generator forms: legacy trailing pages (IDF v5.0 in-tree script,
 //! generator 0.1.6, esp-at tools/at.py) and today's (generator ≥ 0.1.7).
 
@@ -10,9 +10,9 @@ use std::fmt::Write as _;
 use espfleet_compiler::nvs::csv::{CsvInput, generate, read_records};
 use espfleet_compiler::nvs::{Options, TrailingPages, Version, decode};
 
-/// Builds `mfg_nvs.csv` as esp-at's `mfg_nvs.py` does for the default master config (spec 8.1/12.3).
+/// Builds `mfg_nvs.csv` as esp-at's `mfg_nvs.py` does for the default master config (`docs/formats/esp-at-images.md` §8.1/§12.3).
 fn mfg_nvs_csv() -> String {
-    let raw = nvs_support::shared_dir().join("reference/esp-at/master/raw_data");
+    let raw = nvs_support::test_data_dir().join("esp-at/master/raw_data");
     let p = |rel: &str| raw.join(rel).display().to_string();
     let mut csv = String::from("key,type,encoding,value\n");
     let pki: [(&str, &[(&str, &str)]); 9] = [

@@ -1,5 +1,5 @@
-//! Every NVS golden image in `shared/golden/nvs/` (made with esp-idf-nvs-partition-gen 0.3.0,
-//! see `shared/golden/README.md`) reproduced byte for byte from its CSV, plus decode → dump →
+//! Every NVS golden image in `tests/data/golden/nvs/` (made with esp-idf-nvs-partition-gen 0.3.0,
+//! see `tests/data/golden/README.md`) reproduced byte for byte from its CSV, plus decode → dump →
 //! generate round trips and encryption round trips on the same images.
 
 mod nvs_support;
@@ -16,11 +16,10 @@ struct Golden {
 }
 
 fn goldens() -> Vec<Golden> {
-    let shared = nvs_support::shared_dir();
+    let golden = nvs_support::test_data_dir().join("golden");
     let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(shared.join("golden/manifest.json")).unwrap())
-            .unwrap();
-    let dir = shared.join("golden/nvs");
+        serde_json::from_slice(&std::fs::read(golden.join("manifest.json")).unwrap()).unwrap();
+    let dir = golden.join("nvs");
     let mut out = Vec::new();
     for g in manifest.as_array().unwrap() {
         if g["kind"] != "nvs" || g["expect_fail"] == true {
@@ -66,7 +65,7 @@ fn goldens() -> Vec<Golden> {
 
 #[test]
 fn golden_images_are_reproduced_byte_for_byte() {
-    let dir = nvs_support::shared_dir().join("golden/nvs");
+    let dir = nvs_support::test_data_dir().join("golden/nvs");
     for g in goldens() {
         // `file` rows are relative to the directory the oracle ran in (golden/nvs).
         let image = generate(std::slice::from_ref(&g.csv), &g.options, &dir)

@@ -1,24 +1,14 @@
-//! Every partition-table golden case in `shared/golden/partitions/` (made with
-//! gen_esp32part.py 1.5, see `shared/golden/README.md`), in both directions:
+//! Every partition-table golden case in `tests/data/golden/partitions/` (made with
+//! gen_esp32part.py 1.5, see `tests/data/golden/README.md`), in both directions:
 //! CSV → binary byte for byte, and binary → CSV → binary as the identity.
 
 use std::path::PathBuf;
 
 use espfleet_compiler::partition_table::{PartitionTable, TableOptions, parse_csv};
 
-/// `shared/golden` beside the repository (`<repo>/../shared`; worktrees under `wt/` are one
-/// level deeper), or `$ESPFLEET_SHARED_DIR/golden`.
+/// The golden vectors in the repository (`<repo>/tests/data/golden`).
 fn golden_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("ESPFLEET_SHARED_DIR") {
-        return PathBuf::from(dir).join("golden");
-    }
-    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir
-        .ancestors()
-        .skip(2) // <repo>/compiler -> <repo> -> its parent
-        .map(|a| a.join("shared/golden"))
-        .find(|p| p.join("manifest.json").is_file())
-        .expect("shared/golden not found beside the repository; set ESPFLEET_SHARED_DIR")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/golden")
 }
 
 struct Case {
@@ -110,7 +100,7 @@ fn binary_to_csv_to_binary_is_the_identity_for_every_golden_case() {
     }
 }
 
-/// The CSV printed for a golden binary, checked by hand against the spec's `to_csv` rules
+/// The CSV printed for a golden binary, checked by hand against the rules of `docs/formats/partition-table.md` §1.4
 /// (keywords where known, `0x…` offsets, `NM`/`NK` sizes, flags joined with `:`).
 #[test]
 fn binary_to_csv_text_follows_the_tool() {
@@ -133,7 +123,7 @@ factory,app,factory,0x20000,1M,encrypted
 }
 
 /// The `esp-idf-part` crate agrees on ordinary ESP-IDF tables (the ones it handles; see the
-/// mismatch table in the spec for the ones it does not).
+/// mismatch table in `docs/formats/partition-table.md` §8 for the ones it does not).
 #[test]
 fn esp_idf_part_crate_agrees_on_ordinary_tables() {
     let dir = golden_dir().join("partitions");
@@ -143,7 +133,7 @@ fn esp_idf_part_crate_agrees_on_ordinary_tables() {
         "pt_03_esp_at_partitions",
     ] {
         let mut text = std::fs::read_to_string(dir.join(format!("{name}.csv"))).unwrap();
-        // esp-idf-part does not read a K suffix on a hex number (spec section 8); same size.
+        // esp-idf-part does not read a K suffix on a hex number (`docs/formats/partition-table.md` §8); same size.
         text = text.replace("0x40K", "64K");
         let ours = parse_csv(&text, &TableOptions::default())
             .unwrap()

@@ -1,6 +1,6 @@
-//! One test per rule of gen_esp32part.py 1.5 (spec `shared/spec/partition-table.md`): each
+//! One test per rule of gen_esp32part.py 1.5 (`docs/formats/partition-table.md`): each
 //! rejection asserts the stable error code and the CSV line it names; each acceptance asserts
-//! bytes or values worked out by hand from the spec (its worked examples P1–P3 and the
+//! bytes or values worked out by hand from that document (its worked examples P1–P3 and the
 //! "(verified)" statements, which were checked against the tool).
 
 #![allow(clippy::unreadable_literal)] // flash addresses read best as the tool prints them
@@ -47,7 +47,7 @@ fn offsets(t: &PartitionTable) -> Vec<(u32, u32)> {
     t.partitions().iter().map(|p| (p.offset, p.size)).collect()
 }
 
-// ---------------------------------------------------------------- worked examples (spec §7)
+// ---------------------------------------------------------------- worked examples (`docs/formats/partition-table.md` §7)
 
 #[test]
 fn example_p1_two_automatic_rows() {
@@ -118,7 +118,7 @@ fn empty_table_is_the_md5_of_nothing() {
     assert!(bin[32..].iter().all(|b| *b == 0xFF));
 }
 
-// ---------------------------------------------------------------- CSV syntax (spec §3)
+// ---------------------------------------------------------------- CSV syntax (`docs/formats/partition-table.md` §3)
 
 #[test]
 fn lines_comments_whitespace_and_extra_columns() {
@@ -286,7 +286,7 @@ fn every_line_with_a_syntax_error_is_reported() {
     );
 }
 
-// ---------------------------------------------------------------- placement (spec §4)
+// ---------------------------------------------------------------- placement (`docs/formats/partition-table.md` §4)
 
 #[test]
 fn automatic_offsets_round_up_per_type() {
@@ -348,7 +348,7 @@ fn table_offset_moves_automatic_placement() {
     assert_eq!(offsets(&t), vec![(0x11000, 0x6000)]);
 }
 
-// ---------------------------------------------------------------- verification (spec §5)
+// ---------------------------------------------------------------- verification (`docs/formats/partition-table.md` §5)
 
 #[test]
 fn rule_offset_misaligned() {
@@ -536,7 +536,7 @@ fn rule_flash_too_small_even_without_verify() {
     .unwrap();
 }
 
-// ---------------------------------------------------------------- binary limits (spec §1)
+// ---------------------------------------------------------------- binary limits (`docs/formats/partition-table.md` §1)
 
 fn many(n: usize) -> String {
     let mut csv = String::new();
@@ -587,7 +587,7 @@ fn rule_value_out_of_range_is_a_crash_in_the_tool() {
     );
 }
 
-// ---------------------------------------------------------------- bootloader rows (spec §3.3)
+// ---------------------------------------------------------------- bootloader rows (`docs/formats/partition-table.md` §3.3)
 
 #[test]
 fn bootloader_and_partition_table_rows_take_fixed_places() {
@@ -648,7 +648,7 @@ fn rule_bootloader_offset_missing_and_above_table() {
     );
 }
 
-// ---------------------------------------------------------------- extra subtypes (spec §6)
+// ---------------------------------------------------------------- extra subtypes (`docs/formats/partition-table.md` §6)
 
 #[test]
 fn extra_partition_subtypes() {
@@ -668,7 +668,7 @@ fn extra_partition_subtypes() {
     assert!(!kw.add_extra("nope,x,0").unwrap_err().is_oracle_crash());
 }
 
-// ---------------------------------------------------------------- binary reading (spec §1.4)
+// ---------------------------------------------------------------- binary reading (`docs/formats/partition-table.md` §1.4)
 
 #[test]
 fn binary_reading_rules() {

@@ -1,6 +1,6 @@
-//! The test vectors of `shared/spec/esp-at-formats.md` §12 (SHA-256 of the outputs of ESP-AT's
+//! The test vectors of `docs/formats/esp-at-images.md` §12 (SHA-256 of the outputs of ESP-AT's
 //! own generators on its default data), reproduced through the whole pipeline: example manifest
-//! → resolve → emit. The hashes are copied from the spec by hand.
+//! → resolve → emit. The hashes are copied from that section by hand.
 
 use std::path::Path;
 

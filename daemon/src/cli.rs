@@ -20,6 +20,7 @@ mod flash;
 mod history;
 mod import;
 mod inspect;
+mod merge_bin;
 mod nvs;
 mod partitions;
 mod schema;
@@ -94,6 +95,8 @@ enum Command {
     Sim(Box<sim::SimArgs>),
     /// Show what an image holds: partition tables, NVS, era A bins, firmware, factory images.
     Inspect(inspect::InspectArgs),
+    /// Merge binaries into one flashable image (a drop-in for esptool merge-bin).
+    MergeBin(merge_bin::MergeBinArgs),
     /// Recover a manifest (and its certificate, BLE and firmware files) from a factory image.
     Import(import::ImportArgs),
     /// Show, trim or empty the content-addressed image cache.
@@ -106,7 +109,14 @@ enum Command {
 
 /// Entry point of the `espfleet` binary: parse arguments, set up diagnostics and logging, run.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args = match merge_bin::expand_esptool_arguments(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(args);
     setup(&cli.global);
     let result = match cli.command {
         Command::Check(args) => check::run(args, &cli.global),
@@ -117,6 +127,7 @@ pub fn main() -> ExitCode {
         Command::Nvs(args) => nvs::run(args, &cli.global),
         Command::Sim(args) => sim::run(*args, &cli.global),
         Command::Inspect(args) => inspect::run(args, &cli.global),
+        Command::MergeBin(args) => merge_bin::run(args, &cli.global),
         Command::Import(args) => import::run(args, &cli.global),
         Command::Cache(args) => cache::run(args, &cli.global),
         Command::History(args) => history::run(args, &cli.global),

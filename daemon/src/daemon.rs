@@ -11,15 +11,22 @@
 //! [`board::BoardConnector`] (the espflash-based flasher, or the simulator, or a fake).
 //! Manifests come through [`manifests::ManifestLoader`], so the loop never depends on how a
 //! manifest becomes images.
+//!
+//! With `--http`, a bench page ([`page`], served by [`http`]) shows the same status, the
+//! journal and the flash maps of the manifests in force, live; it only reads what the loop
+//! publishes.
 
+pub mod access;
 pub mod board;
 pub mod device;
 pub mod entry;
 pub mod event;
 pub mod event_loop;
+pub mod http;
 pub mod integration;
 pub mod journal;
 pub mod manifests;
+pub mod page;
 pub mod sd_notify;
 pub mod status;
 pub mod udev_source;

@@ -171,3 +171,134 @@ fn failed_build_leaves_no_output() {
         "a failed build wrote output"
     );
 }
+
+#[test]
+fn check_as_reports_files_the_service_user_cannot_read() {
+    // A fleet folder under /tmp is hidden from espfleetd by PrivateTmp=yes: every file the
+    // manifests use is reported, and the exit status is 1. (Mode-bit decisions are unit-tested
+    // in daemon::access, independent of who runs the tests.)
+    let tmp = tempfile::Builder::new().tempdir_in("/tmp").unwrap();
+    let fleet = tmp.path().join("fleet");
+    let copy = Command::new("cp")
+        .args(["-r"])
+        .arg(repo().join("manifests/examples/fleet"))
+        .arg(&fleet)
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    // The fleet's firmware folder is referenced as ../firmware/esp32.
+    let copy = Command::new("cp")
+        .args(["-r"])
+        .arg(repo().join("manifests/examples/firmware"))
+        .arg(tmp.path().join("firmware"))
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    let out = espfleet(
+        &["check", "--as", "root", fleet.to_str().unwrap()],
+        tmp.path(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot read") && stderr.contains("bench-01.key"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("PrivateTmp=yes"), "{stderr}");
+    assert!(stderr.contains("chmod 0640"), "{stderr}");
+
+    // An unknown user is an error that says how to get one.
+    let out = espfleet(
+        &[
+            "check",
+            "--as",
+            "no-such-user-here",
+            "manifests/examples/fleet",
+        ],
+        &repo(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("espfleet::access::user_unknown"));
+}
+
+#[test]
+fn history_and_status_say_when_there_is_nothing_to_show() {
+    let tmp = tempfile::tempdir().unwrap();
+    let journal = tmp.path().join("journal.jsonl");
+    let out = espfleet(
+        &["history", "--journal", journal.to_str().unwrap()],
+        tmp.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no journal at"));
+
+    std::fs::write(&journal, "").unwrap();
+    let out = espfleet(
+        &["history", "--journal", journal.to_str().unwrap()],
+        tmp.path(),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no flash attempts recorded yet"));
+
+    let socket = tmp.path().join("status.sock");
+    let out = espfleet(
+        &["status", "--json", "--socket", socket.to_str().unwrap()],
+        tmp.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["running"], serde_json::Value::Bool(false));
+    assert_eq!(v["socket"], socket.to_str().unwrap());
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach espfleetd")
+    );
+}
+
+#[test]
+fn every_help_teaches_with_an_example() {
+    let commands: &[&[&str]] = &[
+        &[],
+        &["check"],
+        &["build"],
+        &["cache"],
+        &["schema"],
+        &["partitions"],
+        &["nvs"],
+        &["nvs", "generate"],
+        &["nvs", "encrypt"],
+        &["nvs", "decrypt"],
+        &["nvs", "generate-key"],
+        &["nvs", "dump"],
+        &["inspect"],
+        &["import"],
+        &["merge-bin"],
+        &["flash"],
+        &["history"],
+        &["status"],
+        &["sim"],
+    ];
+    for command in commands {
+        let mut args = command.to_vec();
+        args.push("--help");
+        let out = espfleet(&args, &repo());
+        assert_eq!(out.status.code(), Some(0), "{command:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let shows_a_run = text
+            .lines()
+            .any(|l| l.trim_start().starts_with("espfleet "));
+        assert!(
+            text.contains("Example") || shows_a_run,
+            "`espfleet {} --help` has no example",
+            command.join(" ")
+        );
+        assert!(
+            shows_a_run || command.is_empty(),
+            "`espfleet {} --help` shows no command line",
+            command.join(" ")
+        );
+    }
+}

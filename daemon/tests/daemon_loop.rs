@@ -87,6 +87,7 @@ impl ManifestLoader for JsonLoader {
             chip: m.chip,
             rules: m.rules,
             image: Arc::new(image_for(m.chip, m.seed, m.size)),
+            extends: Vec::new(),
         })
     }
 }
@@ -137,6 +138,7 @@ impl Bench {
                 max_backoff: Duration::from_millis(200),
             },
             debounce: Duration::from_millis(50),
+            http: None,
         };
         let connector: Arc<dyn BoardConnector> = Arc::new(SerialConnector::new(921_600));
         let daemon = Daemon::new(config, connector, Arc::new(JsonLoader)).unwrap();

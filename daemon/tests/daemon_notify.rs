@@ -1,6 +1,6 @@
 //! The real `espfleetd` binary speaks systemd's notify protocol: READY with a status line,
 //! WATCHDOG at least every half watchdog period, STOPPING on SIGTERM, exit 0. We play
-//! systemd's part with a datagram socket (shared spec testing-hotplug.md §7). The same run
+//! systemd's part with a datagram socket (`docs/testing-hotplug.md` §7). The same run
 //! checks `espfleet status` against the live daemon and `espfleet history` on its journal.
 
 use std::os::unix::net::UnixDatagram;

@@ -8,7 +8,7 @@
 //! usb_device → interface → usb-serial port → tty description (parents first, so the daemon's
 //! parent lookup sees the USB facts), an ioctl pass-through handler (umockdev 0.17 answers
 //! ENOTTY to termios ioctls otherwise), and an `espfleet-sim` board running on the master end
-//! of the pty umockdev made for the node. See shared spec testing-hotplug.md §2.
+//! of the pty umockdev made for the node. See `docs/testing-hotplug.md` §2.
 //!
 //! Needs the Debian packages `umockdev` and `libumockdev-dev` (tests/apt-packages.txt).
 // The C API of libumockdev and GObject is only reachable through FFI.
@@ -25,6 +25,10 @@ use espfleet::daemon::journal::{self, Outcome, Record};
 use espfleet::daemon::status;
 use espfleet_compiler::target::Chip;
 use espfleet_sim::{Pacing, SimConfig, SimHandle, Simulator, Trigger};
+
+// The bench page in a real headless Chromium (uses the helpers below).
+#[path = "daemon_umockdev/bench_page.rs"]
+mod bench_page;
 
 #[link(name = "umockdev")]
 unsafe extern "C" {
@@ -226,6 +230,8 @@ struct Bench {
     dir: tempfile::TempDir,
     daemon: Option<Child>,
     next_tty: u32,
+    /// More `espfleetd` arguments (`--http ...`).
+    extra_args: Vec<String>,
     /// `ESPFLEET_LOG` for the daemon.
     log_filter: &'static str,
 }
@@ -275,6 +281,7 @@ impl Bench {
             dir,
             daemon: None,
             next_tty: 0,
+            extra_args: Vec::new(),
             log_filter: "info,espflash=error",
         }
     }
@@ -317,6 +324,7 @@ impl Bench {
                 "--debounce-ms",
                 "100",
             ])
+            .args(&self.extra_args)
             .env("NOTIFY_SOCKET", &notify_path)
             .env("WATCHDOG_USEC", "2000000")
             .env("ESPFLEET_LOG", self.log_filter)

@@ -1,4 +1,4 @@
-//! GATT server tables (`ble_data`) in ESP-AT's three forms (spec sections 6 and 8.1):
+//! GATT server tables (`ble_data`) in ESP-AT's three forms (`docs/formats/esp-at-images.md` §6 and §8.1):
 //!
 //! * the CSV a user edits (era A `raw_data/ble_data/*.csv` with a header row; era B
 //!   `gatts_data.csv` with `#` comments), parsed by [`parse_era_a_csv`] / [`parse_gatts_csv`];
@@ -304,7 +304,7 @@ fn hex_string(text: &str) -> Option<String> {
 }
 
 /// Converts an era A CSV into the JSON table exactly as `BLEService.py` (Python 3) does
-/// (spec 6.2): members in CSV header order, then missing config columns with their defaults.
+/// (`docs/formats/esp-at-images.md` §6.2): members in CSV header order, then missing config columns with their defaults.
 pub fn service_table(csv: &GattCsv) -> Result<ServiceTable, BleDataError> {
     for c in &csv.columns {
         if !COLUMNS.contains(&c.as_str()) {

@@ -1,4 +1,4 @@
-//! Which ESP-AT features need which factory-data items (spec 1.2 and 11).
+//! Which ESP-AT features need which factory-data items (`docs/formats/esp-at-images.md` §1.2 and §11).
 //!
 //! ESP-AT's build reads a dependency list (`AT_partition_dependency` in era A,
 //! `at_customized_config_dependency.txt` in era B) of `<KCONFIG_SYMBOL>=y <name>` lines. A line is
@@ -160,7 +160,7 @@ pub fn parse(text: &str) -> Vec<DependencyLine> {
         .collect()
 }
 
-/// The enabled names in file order, each once at its first position (spec 1.2).
+/// The enabled names in file order, each once at its first position (`docs/formats/esp-at-images.md` §1.2).
 ///
 /// `is_enabled` answers for a symbol without `CONFIG_`; use [`sdkconfig_enables`] for ESP-AT's
 /// substring test on an `sdkconfig` text.
@@ -242,7 +242,7 @@ pub enum DependencyError {
 }
 
 /// Checks an enabled-symbol set against the at_customize partition names and says what must be
-/// generated (spec 1.2 and 11).
+/// generated (`docs/formats/esp-at-images.md` §1.2 and §11).
 ///
 /// `enabled_symbols` are Kconfig symbols without `CONFIG_`; `at_customize` are the partition
 /// names of the at_customize table.

@@ -1,4 +1,4 @@
-//! Era A `factory_param.bin`: the 4096-byte module parameter block (spec section 4).
+//! Era A `factory_param.bin`: the 4096-byte module parameter block (`docs/formats/esp-at-images.md` §4).
 //!
 //! Two ways in: [`FactoryParam`] is the typed record a manifest fills in, and [`generate`]
 //! reproduces ESP-AT's `factory_param_generate.py` from its type and data CSVs (including its
@@ -341,7 +341,7 @@ fn parse_type_table(type_csv: &str) -> Result<HashMap<String, FieldDef>, Factory
     Ok(types)
 }
 
-/// Writes one cell into its field: zeros first, then the value (spec 4.2 step 4).
+/// Writes one cell into its field: zeros first, then the value (`docs/formats/esp-at-images.md` §4.2 step 4).
 fn write_field(
     field: &mut [u8],
     name: &str,
@@ -376,7 +376,7 @@ fn write_field(
     Ok(())
 }
 
-/// Reproduces `tools/factory_param_generate.py` (spec 4.2): the image for `platform`/`module`
+/// Reproduces `tools/factory_param_generate.py` (`docs/formats/esp-at-images.md` §4.2): the image for `platform`/`module`
 /// from ESP-AT's `factory_param_type.csv` (`type_csv`) and `factory_param_data.csv` (`data_csv`).
 ///
 /// `platform` matches case-insensitively; `module` must already be upper case (as `build.py`

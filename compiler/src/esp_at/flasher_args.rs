@@ -1,4 +1,4 @@
-//! The flashing recipes of an ESP-IDF/ESP-AT build folder (spec 10.1): `flasher_args.json`,
+//! The flashing recipes of an ESP-IDF/ESP-AT build folder (`docs/formats/esp-at-images.md` §10.1): `flasher_args.json`,
 //! `flash_project_args`, and ESP-AT's `download.config`, rendered and parsed.
 //!
 //! Rendering lets an espfleet output folder be flashed by Espressif's own tools (and diffed

@@ -1,4 +1,4 @@
-//! The merged factory image (`factory/factory_<MODULE>.bin`), spec 10.4.
+//! The merged factory image (`factory/factory_<MODULE>.bin`), `docs/formats/esp-at-images.md` §10.4.
 //!
 //! Two generators, chosen by release ([`super::release::ReleaseFormats::merge_tool`]):
 //!
@@ -11,12 +11,19 @@
 //!   flash-size buffer of `0xFF`, parts copied in argument order (later ones win), bytes 2–3 of
 //!   `bootloader.bin` patched with the script's own frequency table, digest **not** recomputed.
 
+use std::sync::Arc;
+
 use super::firmware::{self, FlashParams};
-use crate::image::Segment;
+use crate::image::uf2::{self, Uf2Options};
+use crate::image::{Segment, intel_hex};
 use crate::target::{Chip, FlashFreq, FlashMode, FlashSettings};
 
 /// Flash sector size: esptool's overlap check works in whole sectors.
 pub const SECTOR: u64 = 0x1000;
+
+/// The largest raw merged image espfleet writes: 128 MiB, the largest flash esptool knows
+/// (`--pad-to-size 128MB`). A part further out would make esptool write gigabytes of `0xFF`.
+pub const MAX_RAW_OUTPUT: u64 = 128 << 20;
 
 /// Errors building a merged image.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
@@ -57,6 +64,61 @@ pub enum MergeError {
         offset: u32,
         /// Target offset.
         target: u32,
+    },
+    /// A raw output would be larger than any flash.
+    #[error("`{name}` at {offset:#x} would make the merged image {size} bytes long")]
+    #[diagnostic(
+        code(espfleet::esp_at::merged::too_large),
+        help(
+            "a raw image holds everything from the target offset on, at most 128 MiB; \
+             check the address, raise --target-offset, or use --format hex or uf2"
+        )
+    )]
+    TooLarge {
+        /// Part.
+        name: String,
+        /// Its offset.
+        offset: u64,
+        /// The output size it would need.
+        size: u64,
+    },
+    /// A part (or a record of an Intel HEX input) lies beyond the 32-bit flash address space.
+    #[error("`{name}` reaches past the 4 GiB address space ({end:#x})")]
+    #[diagnostic(
+        code(espfleet::esp_at::merged::address_overflow),
+        help("flash addresses are 32-bit; check the address given for this file")
+    )]
+    AddressOverflow {
+        /// Part.
+        name: String,
+        /// Its end address.
+        end: u64,
+    },
+    /// An Intel HEX input writes one address twice.
+    #[error("`{name}` writes address {address:#x} twice (line {line})")]
+    #[diagnostic(
+        code(espfleet::esp_at::merged::hex_overlap),
+        help("an Intel HEX input must not give two values for one byte; regenerate the file")
+    )]
+    HexOverlap {
+        /// The input file.
+        name: String,
+        /// The address.
+        address: u64,
+        /// Line of the second record.
+        line: usize,
+    },
+    /// A UF2 chunk size that is zero, not a multiple of 4, or larger than a block's payload.
+    #[error("UF2 chunk size {chunk} is not usable (a multiple of 4 from 4 to {max})")]
+    #[diagnostic(
+        code(espfleet::esp_at::merged::uf2_chunk_size),
+        help("leave --chunk-size out to use the largest, or pick e.g. 256")
+    )]
+    Uf2ChunkSize {
+        /// The requested size.
+        chunk: u32,
+        /// The largest allowed with these options.
+        max: u32,
     },
     /// The combine script's fixed flash-size buffer cannot hold a part.
     #[error("`{name}` at {offset:#x} ({len} bytes) does not fit in {flash_size} bytes of flash")]
@@ -129,9 +191,34 @@ fn check_overlaps(sorted: &[&Segment]) -> Result<(), MergeError> {
     Ok(())
 }
 
+/// The container `esptool merge-bin --format` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MergeFormat {
+    /// One flat image starting at the target offset, gaps filled with `0xFF` (the default).
+    #[default]
+    Raw,
+    /// Intel HEX with absolute addresses and no padding ([`intel_hex`]).
+    IntelHex,
+    /// UF2 blocks for the chip's family id ([`uf2`]).
+    Uf2(Uf2Options),
+}
+
 /// Merges parts exactly as `esptool merge_bin --format raw` (esptool 5.6.0; v4.x behaves the
 /// same): the result starts at `target_offset`.
 pub fn merge_bin(parts: &[Segment], opts: &MergeOptions) -> Result<Vec<u8>, MergeError> {
+    merge(parts, opts, MergeFormat::Raw)
+}
+
+/// Merges parts into `format` exactly as esptool 5.6.0's `merge-bin` does: parts sorted by
+/// address, overlaps (at sector granularity) and parts below the target offset rejected, the
+/// image at the chip's bootloader offset given the flash settings. Raw output starts at the
+/// target offset, fills gaps with `0xFF` and is padded to `pad_to`; Intel HEX and UF2 keep
+/// absolute addresses and ignore `pad_to` (and the offset), as esptool does.
+pub fn merge(
+    parts: &[Segment],
+    opts: &MergeOptions,
+    format: MergeFormat,
+) -> Result<Vec<u8>, MergeError> {
     let mut sorted: Vec<&Segment> = parts.iter().collect();
     sorted.sort_by_key(|s| s.offset);
     check_overlaps(&sorted)?;
@@ -143,28 +230,125 @@ pub fn merge_bin(parts: &[Segment], opts: &MergeOptions) -> Result<Vec<u8>, Merg
             target: opts.target_offset,
         });
     }
-    let base = opts.target_offset as usize;
+    for seg in &sorted {
+        if seg.end() > 1 << 32 {
+            return Err(MergeError::AddressOverflow {
+                name: seg.name.clone(),
+                end: seg.end(),
+            });
+        }
+    }
+    let patched: Vec<(u32, std::borrow::Cow<'_, [u8]>)> = sorted
+        .iter()
+        .map(|seg| {
+            let data = if seg.offset == opts.chip.bootloader_offset() {
+                std::borrow::Cow::Owned(firmware::set_flash_params(
+                    opts.chip, &seg.data, opts.flash,
+                ))
+            } else {
+                std::borrow::Cow::Borrowed(&seg.data[..])
+            };
+            (seg.offset, data)
+        })
+        .collect();
+    match format {
+        MergeFormat::Raw => raw(&sorted, &patched, opts),
+        MergeFormat::IntelHex => {
+            let regions: Vec<(u32, &[u8])> = patched.iter().map(|(a, d)| (*a, &d[..])).collect();
+            Ok(intel_hex::encode(&regions).into_bytes())
+        }
+        MergeFormat::Uf2(options) => {
+            let chunk = options.chunk().ok_or(MergeError::Uf2ChunkSize {
+                chunk: options.chunk_size.unwrap_or(0),
+                max: options.max_chunk(),
+            })?;
+            let files: Vec<(u32, &[u8])> = patched.iter().map(|(a, d)| (*a, &d[..])).collect();
+            Ok(uf2::encode(
+                opts.chip.uf2_family_id(),
+                &files,
+                options,
+                chunk,
+            ))
+        }
+    }
+}
+
+fn raw(
+    sorted: &[&Segment],
+    patched: &[(u32, std::borrow::Cow<'_, [u8]>)],
+    opts: &MergeOptions,
+) -> Result<Vec<u8>, MergeError> {
+    let base = u64::from(opts.target_offset);
+    for (seg, (_, data)) in sorted.iter().zip(patched) {
+        let size = u64::from(seg.offset) + data.len() as u64 - base;
+        if size > MAX_RAW_OUTPUT {
+            return Err(MergeError::TooLarge {
+                name: seg.name.clone(),
+                offset: u64::from(seg.offset),
+                size,
+            });
+        }
+    }
     let mut out: Vec<u8> = Vec::new();
-    for seg in sorted {
-        let at = seg.offset as usize - base;
+    for (offset, data) in patched {
+        let at = usize::try_from(u64::from(*offset) - base).unwrap_or(usize::MAX);
         if out.len() < at {
             out.resize(at, 0xFF);
         }
-        if seg.offset == opts.chip.bootloader_offset() {
-            out.extend_from_slice(&firmware::set_flash_params(
-                opts.chip, &seg.data, opts.flash,
-            ));
-        } else {
-            out.extend_from_slice(&seg.data);
-        }
+        out.extend_from_slice(data);
     }
     if let Some(pad) = opts.pad_to {
-        let pad = (pad as usize).saturating_sub(base);
+        let pad = usize::try_from(u64::from(pad).saturating_sub(base)).unwrap_or(usize::MAX);
         if out.len() < pad {
             out.resize(pad, 0xFF);
         }
     }
     Ok(out)
+}
+
+/// The parts one `ADDRESS FILE` argument of `esptool merge-bin` stands for. A file that starts
+/// with `:` and reads as Intel HEX becomes one part per contiguous run at the file's own
+/// addresses (the address argument is then ignored, as esptool ignores it); anything else,
+/// including a file that starts with `:` but is not valid Intel HEX, is one raw part at
+/// `address`.
+pub fn input_parts(address: u32, name: &str, bytes: Vec<u8>) -> Result<Vec<Segment>, MergeError> {
+    if bytes.first() == Some(&b':') {
+        match intel_hex::decode(&bytes) {
+            Ok(runs) => {
+                return runs
+                    .into_iter()
+                    .map(|(start, data)| {
+                        let end = start + data.len() as u64;
+                        let offset = u32::try_from(start)
+                            .ok()
+                            .filter(|_| end <= 1 << 32)
+                            .ok_or_else(|| MergeError::AddressOverflow {
+                                name: name.to_owned(),
+                                end,
+                            })?;
+                        Ok(Segment {
+                            name: name.to_owned(),
+                            offset,
+                            data: Arc::from(data),
+                        })
+                    })
+                    .collect();
+            }
+            Err(intel_hex::DecodeError::Overlap { address, line }) => {
+                return Err(MergeError::HexOverlap {
+                    name: name.to_owned(),
+                    address,
+                    line,
+                });
+            }
+            Err(intel_hex::DecodeError::NotHex { .. }) => {}
+        }
+    }
+    Ok(vec![Segment {
+        name: name.to_owned(),
+        offset: address,
+        data: Arc::from(bytes),
+    }])
 }
 
 /// The frequency code of `esp_at_factory_bin_combine.py`: 40M 0, 26M 1, 20M 2, 80M 0xF (and

@@ -1,5 +1,5 @@
 //! Era B `mfg_nvs`: the ordered NVS namespaces and entries ESP-AT's
-//! `generation_tools/mfg_nvs.py` produces (spec 8.1), and the `mfg_nvs.csv` text it writes.
+//! `generation_tools/mfg_nvs.py` produces (`docs/formats/esp-at-images.md` §8.1), and the `mfg_nvs.csv` text it writes.
 //!
 //! The order is part of the format: NVS places entries in CSV order, so the same entries in
 //! another order give another image. [`MfgNvs`] keeps that order; [`MfgNvs::to_csv`] renders
@@ -238,7 +238,7 @@ pub fn pki_namespace(name: &str, files: Vec<PkiFile>, single_key: bool) -> MfgNa
     }
 }
 
-/// The era B module parameters, typed (spec 8.1 type table). `sys_store` is `Some` only for
+/// The era B module parameters, typed (`docs/formats/esp-at-images.md` §8.1 type table). `sys_store` is `Some` only for
 /// v4.1.0.0 and later ([`Release::has_sys_store`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FactoryParamNvs {
@@ -318,7 +318,7 @@ fn csv_records(text: &str, file: &str) -> Result<Vec<Vec<String>>, MfgNvsError> 
 }
 
 /// The `factory_param` namespace from ESP-AT's era B `factory_param_type.csv` and
-/// `factory_param_data.csv` (spec 8.1 step 3): type rows with exactly three fields, in file
+/// `factory_param_data.csv` (`docs/formats/esp-at-images.md` §8.1 step 3): type rows with exactly three fields, in file
 /// order; values from the first data row whose platform and module match exactly.
 pub fn factory_param_namespace(
     type_csv: &str,
@@ -502,7 +502,7 @@ impl MfgNvs {
     }
 
     /// Reads an ESP-AT `components/customized_partitions/raw_data` directory and builds the
-    /// list exactly as `mfg_nvs.py` of `release` does (spec 8.1).
+    /// list exactly as `mfg_nvs.py` of `release` does (`docs/formats/esp-at-images.md` §8.1).
     ///
     /// `enabled_symbols` are the Kconfig symbols set to `y` (without `CONFIG_`). On master,
     /// `eap_legacy_namespace` (`CONFIG_AT_EAP_LEGACY_NAMESPACE_SUPPORT`) writes `wpa_ent_*` as
@@ -586,7 +586,7 @@ impl MfgNvs {
     }
 }
 
-/// ESP-AT's `at_parse_size` for the NVS generator's size argument (spec 8.1 step 5): `0x…`
+/// ESP-AT's `at_parse_size` for the NVS generator's size argument (`docs/formats/esp-at-images.md` §8.1 step 5): `0x…`
 /// as hex; otherwise upper-cased, `B` appended if missing, and K/M/G/T as powers of 1024.
 pub fn at_parse_size(text: &str) -> Result<u64, MfgNvsError> {
     let bad = || MfgNvsError::Size(text.to_owned());

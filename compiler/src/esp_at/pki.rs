@@ -1,5 +1,5 @@
 //! Era A PKI partitions (`server_cert`, `client_key`, `mqtt_ca`, ...): the `F1 F1` container
-//! ESP-AT's `tools/AtPKI.py` writes (spec section 5), and certificate/key checks ([`check`]).
+//! ESP-AT's `tools/AtPKI.py` writes (`docs/formats/esp-at-images.md` §5), and certificate/key checks ([`check`]).
 //!
 //! Container (little-endian): magic `F1 F1`, item count (u16), byte length of all items (u32),
 //! then items `type (1) | id (1) | length L (u16) | L file bytes | 0xFF pad to 4`. The file
@@ -60,7 +60,7 @@ impl ItemKind {
     }
 }
 
-/// Which type bytes a release's generator writes (spec 5.3).
+/// Which type bytes a release's generator writes (`docs/formats/esp-at-images.md` §5.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TypeBytes {
     /// v2.2.0.0–v2.4.0.0: every file is passed to AtPKI as `cert` (0x02), keys and CAs too.
@@ -295,7 +295,7 @@ pub fn describe(items: &[PkiItem]) -> String {
     out
 }
 
-/// Orders (kind, content) pairs the way AtPKI does (spec 5.2): grouped by kind in order of each
+/// Orders (kind, content) pairs the way AtPKI does (`docs/formats/esp-at-images.md` §5.2): grouped by kind in order of each
 /// kind's first appearance; inside a group in argument order with IDs 0, 1, 2, ...
 pub fn arrange(
     inputs: impl IntoIterator<Item = (ItemKind, Vec<u8>)>,
@@ -342,7 +342,7 @@ pub fn collected_suffixes(kind: ItemKind) -> &'static [&'static str] {
     }
 }
 
-/// Selects and orders the files of an era A raw-data directory (spec 5.3): suffix groups in
+/// Selects and orders the files of an era A raw-data directory (`docs/formats/esp-at-images.md` §5.3): suffix groups in
 /// [`collected_suffixes`] order; `client_*` partitions sorted by name instead.
 ///
 /// ESP-AT orders files inside a suffix group by directory listing, which is file-system

@@ -10,7 +10,7 @@ pub use crate::release::{Era, NvsPages, Release};
 use super::dependency::{self, Dependency};
 use super::pki::TypeBytes;
 
-/// Which tool makes `factory/factory_<MODULE>.bin` (spec 10.4).
+/// Which tool makes `factory/factory_<MODULE>.bin` (`docs/formats/esp-at-images.md` §10.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MergeTool {
     /// `tools/esp_at_factory_bin_combine.py` (v2.2.0.0–v4.0.0.0): flash-size buffer, no
@@ -27,10 +27,10 @@ pub(crate) fn tag(s: &str) -> Release {
 
 /// Format behaviour of an ESP-AT release.
 pub trait ReleaseFormats {
-    /// The type bytes AtPKI writes for era A PKI partitions (spec 5.3): v2.2.0.0–v2.4.0.0
+    /// The type bytes AtPKI writes for era A PKI partitions (`docs/formats/esp-at-images.md` §5.3): v2.2.0.0–v2.4.0.0
     /// call every file a certificate.
     fn pki_type_bytes(self) -> TypeBytes;
-    /// The feature → partition dependency list ESP-AT ships (spec 11.1).
+    /// The feature → partition dependency list ESP-AT ships (`docs/formats/esp-at-images.md` §11.1).
     fn dependencies(self) -> &'static [Dependency];
     /// Which tool builds the merged factory image.
     fn merge_tool(self) -> MergeTool;

@@ -20,7 +20,7 @@ use crate::input::InputKind;
 use crate::release::{Era, NvsPages, Release};
 use crate::target::{Chip, FlashFreq, FlashMode, FlashSettings, FlashSize};
 
-/// Kconfig symbols of ESP-AT's dependency files that a manifest may switch (spec §11).
+/// Kconfig symbols of ESP-AT's dependency files that a manifest may switch (`docs/formats/esp-at-images.md` §11).
 pub const FEATURES: &[&str] = &[
     "AT_BLE_COMMAND_SUPPORT",
     "AT_FS_COMMAND_SUPPORT",
@@ -38,7 +38,7 @@ pub const FEATURES: &[&str] = &[
     "AT_CUSTOMIZED_PARTITION_TABLE_SUPPORT",
 ];
 
-/// Features on in ESP-AT's default build of every ESP32 / ESP32-C3 module (spec §8.1, §11.1).
+/// Features on in ESP-AT's default build of every ESP32 / ESP32-C3 module (`docs/formats/esp-at-images.md` §8.1, §11.1).
 pub const DEFAULT_FEATURES: &[&str] = &[
     "AT_BLE_COMMAND_SUPPORT",
     "AT_SSL_SERVER_CLIENT_AUTH_SERVER",
@@ -659,7 +659,7 @@ impl<'a> Resolver<'a> {
         let mut partition_table = partition_table;
         let mut at_customize = at_customize;
         // ESP-AT builds the primary table with --disable-md5sum and the flash-size check, and
-        // at_customize.bin with gen_esp32part's defaults (offset 0x8000, MD5 on; spec §1.2, §3).
+        // at_customize.bin with gen_esp32part's defaults (offset 0x8000, MD5 on; `docs/formats/esp-at-images.md` §1.2, §3).
         let primary_opts = crate::partition_table::TableOptions {
             table_offset: partition_table.offset,
             md5: false,
@@ -1844,7 +1844,7 @@ fn default_offset(name: &str, chip: Chip, primary: &TablePlan, atc: &TablePlan) 
     };
     match name {
         "bootloader" => Some(chip.bootloader_offset()),
-        // The default boot partition: factory if present, otherwise ota_0 (spec §2.2).
+        // The default boot partition: factory if present, otherwise ota_0 (`docs/formats/esp-at-images.md` §2.2).
         "app" => {
             let parts = primary.layout.as_ref()?.partitions();
             let app = |sub: u8| {

@@ -61,7 +61,7 @@ fn update_short(mut crc: u32, data: &[u8]) -> u32 {
     crc
 }
 
-/// NVS CRC-32 of `data` (spec section 3).
+/// NVS CRC-32 of `data` (`docs/formats/nvs.md` §3).
 pub fn crc32(data: &[u8]) -> u32 {
     if data.len() < SHORT {
         // zlib.crc32(data, 0xFFFFFFFF): the register starts at !0xFFFFFFFF = 0.

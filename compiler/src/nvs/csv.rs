@@ -1,6 +1,6 @@
 //! The generator's CSV dialect: reading (`generate`) and writing (`dump`).
 //!
-//! Reading follows the Python tool step by step (spec section 7): universal newlines, lines
+//! Reading follows the Python tool step by step (`docs/formats/nvs.md` §7): universal newlines, lines
 //! whose first character is `#` dropped, then `csv.DictReader` with the excel dialect; each row
 //! goes through the generator's `write_entry` wrapper (Wi-Fi extras, `file` rows, namespaces)
 //! and its value conversion (encodings, upper-case quirks, `blob_fill`) before it reaches the
@@ -580,7 +580,7 @@ fn parse_fill(encoding: &str) -> Option<(usize, u8)> {
     Some((len, u8::from_str_radix(hex, 16).ok()?))
 }
 
-/// State the generator's row wrapper keeps across rows (Wi-Fi extras, spec section 7.4).
+/// State the generator's row wrapper keeps across rows (Wi-Fi extras, `docs/formats/nvs.md` §7.4).
 #[derive(Debug, Default)]
 struct WifiState {
     sta_extras_written: bool,

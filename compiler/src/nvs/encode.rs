@@ -1,4 +1,4 @@
-//! The encoder: the generator's placement algorithm (spec section 5), fed through
+//! The encoder: the generator's placement algorithm (`docs/formats/nvs.md` §5), fed through
 //! [`NvsBuilder`] one namespace or entry at a time.
 
 use std::collections::HashMap;

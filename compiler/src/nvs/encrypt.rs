@@ -1,4 +1,4 @@
-//! NVS encryption: XTS-AES-256 per written 32-byte slot (spec section 9), keys files, key
+//! NVS encryption: XTS-AES-256 per written 32-byte slot (`docs/formats/nvs.md` §9), keys files, key
 //! generation from the OS random number generator, and the HMAC-based key derivation.
 
 use aes::Aes256;

@@ -1,4 +1,4 @@
-//! Entries: the 32-byte item headers (spec section 2).
+//! Entries: the 32-byte item headers (`docs/formats/nvs.md` §2).
 
 use super::crc::entry_crc;
 

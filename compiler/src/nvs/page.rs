@@ -17,7 +17,7 @@ pub const FIRST_SLOT_OFFSET: usize = 64;
 /// Offset of the entry-state bitmap within a page.
 pub const BITMAP_OFFSET: usize = 32;
 
-/// The page state word (spec section 1.3). Each step clears more bits, so flash can move a
+/// The page state word (`docs/formats/nvs.md` §1.3). Each step clears more bits, so flash can move a
 /// page forward without an erase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -3,18 +3,16 @@
 
 use std::path::PathBuf;
 
-/// The shared data directory (`shared/` next to the repository or its worktree parent).
-pub fn shared_dir() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let candidates = [
-        manifest.join("../../shared"),
-        manifest.join("../../../shared"),
-    ];
-    candidates
-        .iter()
-        .find(|p| p.join("golden/nvs").is_dir())
-        .cloned()
-        .unwrap_or_else(|| panic!("shared data not found (looked in {candidates:?}); the golden vectors live in <repo>/../shared"))
+/// The repository's test data (`<repo>/tests/data`: golden vectors and ESP-AT reference files,
+/// each set with a README on its provenance and licence).
+pub fn test_data_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data");
+    assert!(
+        dir.join("golden/manifest.json").is_file(),
+        "test data missing at {}",
+        dir.display()
+    );
+    dir
 }
 
 /// The Python with `esp-idf-nvs-partition-gen` 0.3.0: `$ESPFLEET_ORACLE_PYTHON`, else

@@ -1,7 +1,7 @@
 //! How realistic the pacing is: esptool (the oracle) writes an image through the ROM loader and
 //! through the stub with `Pacing::REALISTIC`, and the measured throughput is printed next to the
 //! UART line rate (baud / 10 bytes per second) as a ratio. Real boards reach about 85-90 % of
-//! line rate for ROM writes (spec 1.2: the prototype measured 10 KB/s against 11.5 KB/s at
+//! line rate for ROM writes (`docs/formats/serial-protocol.md` §1.2: the prototype measured 10 KB/s against 11.5 KB/s at
 //! 115200). Run with `cargo bench -p espfleet-sim`.
 
 use std::path::{Path, PathBuf};

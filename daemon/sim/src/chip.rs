@@ -1,4 +1,4 @@
-//! Chip profiles: the register map each simulated chip starts with (spec section 7).
+//! Chip profiles: the register map each simulated chip starts with (`docs/formats/serial-protocol.md` §7).
 //!
 //! Clients identify a chip, its revision, crystal, MAC and flash through plain register reads,
 //! so a profile is mostly a table of addresses and seed values.
@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use espfleet_compiler::target::Chip;
 
-/// Where a chip's SPI flash controller registers live (spec 7.1). The JEDEC ID and SFDP reads
+/// Where a chip's SPI flash controller registers live (`docs/formats/serial-protocol.md` §7.1). The JEDEC ID and SFDP reads
 /// of both clients go through these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpiRegs {
@@ -164,7 +164,7 @@ impl ChipProfile {
     }
 }
 
-/// Splits a MAC into the two eFuse words (spec 7.2): low word = bytes 2..6, high word bits
+/// Splits a MAC into the two eFuse words (`docs/formats/serial-protocol.md` §7.2): low word = bytes 2..6, high word bits
 /// 0-15 = bytes 0..2.
 pub fn mac_words(mac: [u8; 6]) -> (u32, u32) {
     let mac0 = u32::from_be_bytes([mac[2], mac[3], mac[4], mac[5]]);
@@ -200,8 +200,11 @@ mod tests {
         let bits = ((regs[&0x3FF6_607C] >> 31) << 2)
             | (((regs[&0x3FF5_A014] >> 20) & 1) << 1)
             | ((regs[&0x3FF5_A00C] >> 15) & 1);
-        assert_eq!(bits, 7, "7 means revision v3 (spec 7.3)");
-        // rom_cal_freq = cali * 15625 * clk8m / 40 must be 40 MHz (spec 6.5).
+        assert_eq!(
+            bits, 7,
+            "7 means revision v3 (`docs/formats/serial-protocol.md` §7.3)"
+        );
+        // rom_cal_freq = cali * 15625 * clk8m / 40 must be 40 MHz (`docs/formats/serial-protocol.md` §6.5).
         let cali = u64::from(regs[&0x3FF5_F06C] >> 7);
         let clk8m = u64::from(regs[&0x3FF5_A010] & 0xFF);
         assert_eq!(cali * 15625 * clk8m / 40, 40_000_000);

@@ -34,10 +34,10 @@ pub struct SimConfig {
     pub pacing: Pacing,
     /// Faults to inject.
     pub faults: Faults,
-    /// What FLASH_END(reboot) does in the stub (spec section 9).
+    /// What FLASH_END(reboot) does in the stub (`docs/formats/serial-protocol.md` §9).
     pub stub_reboot: StubReboot,
     /// Drop frames received while the host's termios speed differs from the device's UART
-    /// speed, as real hardware garbles them (spec 1.3). The ROM's autobaud on SYNC still works.
+    /// speed, as real hardware garbles them (`docs/formats/serial-protocol.md` §1.3). The ROM's autobaud on SYNC still works.
     pub detect_baud_mismatch: bool,
     /// Called for every event (commands, state changes, faults), for tests and benchmarks.
     pub on_event: Option<EventSink>,
@@ -83,7 +83,7 @@ impl SimConfig {
 pub struct Pacing {
     /// Pace bytes at the emulated baud (8N1: 10 bit-times per byte, both directions).
     pub uart: bool,
-    /// Multiplier for flash erase/program/read times (spec section 12); 0 makes them instant.
+    /// Multiplier for flash erase/program/read times (`docs/formats/serial-protocol.md` §12); 0 makes them instant.
     pub flash_time_scale: f64,
     /// The flash timings before scaling.
     pub flash_timing: FlashTiming,

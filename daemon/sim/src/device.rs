@@ -370,7 +370,7 @@ impl Device {
                 if no_entry != 0 {
                     return Ok(Handled::ok());
                 }
-                // Reply at once, then the stub starts and says hello (spec 6.9).
+                // Reply at once, then the stub starts and says hello (`docs/formats/serial-protocol.md` §6.9).
                 self.state = LoaderState::Stub;
                 self.attached = false;
                 Ok(Handled::after(vec![
@@ -457,7 +457,7 @@ impl Device {
 
     fn read_reg(&self, addr: u32) -> u32 {
         if addr == self.opts.profile.uart_clkdiv {
-            // Integer divider of the 40 MHz APB clock, bits 0-19 (spec 6.2).
+            // Integer divider of the 40 MHz APB clock, bits 0-19 (`docs/formats/serial-protocol.md` §6.2).
             return (40_000_000 / self.baud.max(1)) & 0xF_FFFF;
         }
         if addr == MAGIC_REG {
@@ -521,7 +521,7 @@ impl Device {
         Ok(())
     }
 
-    /// The checks every `*_DATA` command makes, in the ROM's order (spec 6.6): data_len matches,
+    /// The checks every `*_DATA` command makes, in the ROM's order (`docs/formats/serial-protocol.md` §6.6): data_len matches,
     /// checksum matches. Returns (seq, block data).
     fn check_data_block(cmd: &Command) -> Result<(u32, &[u8]), Failure> {
         if cmd.data.len() < 16 {
@@ -741,7 +741,7 @@ impl Device {
     }
 
     /// Sends data packets while fewer than `max_in_flight` *bytes* are unacknowledged, then the
-    /// MD5 once the host has acknowledged everything (spec 6.10). The window counts bytes, as in
+    /// MD5 once the host has acknowledged everything (`docs/formats/serial-protocol.md` §6.10). The window counts bytes, as in
     /// esptool's stub (`num_sent - num_acked < max_in_flight`): with the 64 both clients pass
     /// and 4 KiB packets, one packet is in flight at a time. espflash clears its input buffer
     /// before each acknowledgement, so a packet-counting window loses data with it (the

@@ -123,7 +123,7 @@ impl FlashArray {
     }
 }
 
-/// Typical SPI NOR timings (W25Q32 class, spec section 12), charged before or after replies
+/// Typical SPI NOR timings (W25Q32 class, `docs/formats/serial-protocol.md` §12), charged before or after replies
 /// according to the loader. Multiply by a scale factor to speed up or switch off.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FlashTiming {
@@ -140,7 +140,7 @@ pub struct FlashTiming {
 }
 
 impl FlashTiming {
-    /// The typical figures of spec section 12.
+    /// The typical figures of `docs/formats/serial-protocol.md` §12.
     pub const TYPICAL: FlashTiming = FlashTiming {
         sector_erase: Duration::from_millis(45),
         block_erase: Duration::from_millis(150),

@@ -1,7 +1,7 @@
-//! Packet layout, opcodes, checksum and status bytes of the ESP serial protocol (spec sections
-//! 3 to 5). Pure functions from bytes to bytes; the loader logic lives in `device`.
+//! Packet layout, opcodes, checksum and status bytes of the ESP serial protocol (`docs/formats/serial-protocol.md`
+//! §3 to §5). Pure functions from bytes to bytes; the loader logic lives in `device`.
 
-/// Opcodes the simulator knows (spec section 5).
+/// Opcodes the simulator knows (`docs/formats/serial-protocol.md` §5).
 pub mod op {
     /// Start an uncompressed flash write.
     pub const FLASH_BEGIN: u8 = 0x02;
@@ -88,7 +88,7 @@ pub const SYNC_PAYLOAD: [u8; 36] = {
     p
 };
 
-/// Seed of the data checksum (spec 3.3).
+/// Seed of the data checksum (`docs/formats/serial-protocol.md` §3.3).
 pub const CHECKSUM_SEED: u8 = 0xEF;
 
 /// The checksum of the `*_DATA` commands: `EF` XOR every byte of the block.
@@ -96,7 +96,7 @@ pub fn checksum(data: &[u8]) -> u8 {
     data.iter().fold(CHECKSUM_SEED, |acc, b| acc ^ b)
 }
 
-/// A command frame as the host sent it (spec 3.1).
+/// A command frame as the host sent it (`docs/formats/serial-protocol.md` §3.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Command {
     /// The opcode.
@@ -177,7 +177,7 @@ pub fn le32(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
 }
 
-/// Which loader answers: decides the status bytes (spec 3.2).
+/// Which loader answers: decides the status bytes (`docs/formats/serial-protocol.md` §3.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Loader {
     /// The mask-ROM serial loader: 4 status bytes.
@@ -187,7 +187,7 @@ pub enum Loader {
 }
 
 /// A failure as the loader reports it. Each site names both codes; the loader in charge picks
-/// one (spec section 4).
+/// one (`docs/formats/serial-protocol.md` §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Failure {
     /// ROM error code (second status byte, first is 01).

@@ -1,4 +1,4 @@
-//! The pseudo-terminal that stands in for the USB-UART bridge (spec 1.1).
+//! The pseudo-terminal that stands in for the USB-UART bridge (`docs/formats/serial-protocol.md` §1.1).
 //!
 //! No unsafe code: `rustix` wraps every call. The simulator holds the master; it also keeps one
 //! slave fd open for its whole life (never locked), so reads on the master do not fail with EIO
@@ -45,7 +45,7 @@ impl Pty {
             Mode::empty(),
         )
         .ok();
-        // Raw mode on the slave side: no echo, no CR/LF translation (spec 1.1). Through the
+        // Raw mode on the slave side: no echo, no CR/LF translation (`docs/formats/serial-protocol.md` §1.1). Through the
         // master when we could not open the slave; on Linux that acts on the slave's termios.
         let fd = slave.as_ref().map_or(master.as_fd(), AsFd::as_fd);
         let mut t = tcgetattr(fd)?;

@@ -1,4 +1,4 @@
-//! SLIP framing (RFC 1055 as the ESP loaders use it, spec section 2).
+//! SLIP framing (RFC 1055 as the ESP loaders use it, `docs/formats/serial-protocol.md` §2).
 //!
 //! Every packet travels as `C0 <escaped bytes> C0`; inside a frame `C0` becomes `DB DC` and `DB`
 //! becomes `DB DD`. Lengths and checksums are computed on the unescaped bytes.

@@ -3,7 +3,7 @@
 //! chips, through the ROM loader (`--no-stub`) and through the flasher stub.
 //!
 //! esptool is run exactly as a user would run it against `espfleet sim`, with the no-reset
-//! options a pty needs (spec section 10). The expected bytes are the input files themselves.
+//! options a pty needs (`docs/formats/serial-protocol.md` §10). The expected bytes are the input files themselves.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -134,7 +134,7 @@ fn write_read_verify(case: &Case) {
     };
 
     // Write both files in one run, the compressible one first: esptool stops compressing for
-    // the rest of a run once a file does not shrink (spec section 8). Through the ROM, write the
+    // the rest of a run once a file does not shrink (`docs/formats/serial-protocol.md` §8). Through the ROM, write the
     // compressible file again with --compress (ROM FLASH_DEFL_*).
     let written = run(&[
         "write-flash",

@@ -1,6 +1,6 @@
 //! The simulator on a real pty, driven by a small client written here: each fault injection
 //! behaving as specified, UART pacing, autobaud and baud mismatch, unplug, reset and the
-//! file-backed flash. Expected bytes come from the spec (framing, status bytes), worked by hand.
+//! file-backed flash. Expected bytes come from `docs/formats/serial-protocol.md` (framing, status bytes), worked by hand.
 
 use std::fs::File;
 use std::io::{Read as _, Write as _};

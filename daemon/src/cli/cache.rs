@@ -13,7 +13,14 @@ use super::GlobalOpts;
 #[command(
     after_help = "The cache holds the images of earlier builds, keyed by the blake3 hash of \
 their inputs; it is safe to delete at any time (`espfleet cache clean`). Directory: --cache-dir, \
-else $ESPFLEET_CACHE_DIR, else $XDG_CACHE_HOME/espfleet, else ~/.cache/espfleet."
+else $ESPFLEET_CACHE_DIR, else $XDG_CACHE_HOME/espfleet, else ~/.cache/espfleet.
+
+Examples:
+  espfleet cache stats
+  espfleet cache gc --max-age-days 14 --max-size 2G
+  espfleet cache clean --cache-dir /var/cache/espfleet      # the daemon's cache
+
+Exit status: 0 done; 1 the cache could not be read or changed; 2 bad arguments."
 )]
 pub struct CacheArgs {
     /// Cache directory.

@@ -10,10 +10,19 @@ use crate::daemon::journal::{self, Outcome, Record};
 
 /// Arguments of `espfleet history`.
 #[derive(Debug, clap::Args)]
-#[command(
-    after_help = "Reads the journal espfleetd appends to (one JSON line per attempt). \
-A line torn by a crash or power loss is skipped with a warning."
-)]
+#[command(after_help = "\
+Reads the journal espfleetd appends to (one JSON line per attempt). A line torn by a crash or
+power loss is skipped with a warning.
+
+Examples:
+  espfleet history                          # every attempt, oldest first
+  espfleet history --mac 84:f7:03:12:34:56  # one board, wherever it was plugged in
+  espfleet history --slot 1-1.3 -n 5        # the last five attempts on one bench slot
+  espfleet history --json | jq 'select(.outcome == \"failed\")'
+
+Exit status: 0 the journal was read (stderr says so when no attempt matches); 1 there is no
+journal (espfleetd has not flashed anything yet, or uses another --state-dir: pass --journal)
+or it cannot be read; 2 bad arguments.")]
 pub struct HistoryArgs {
     /// Only attempts on the board with this MAC (`84:f7:03:12:34:56`).
     #[arg(long, value_parser = parse_mac_arg)]
@@ -45,6 +54,14 @@ fn parse_mac_arg(s: &str) -> Result<[u8; 6], String> {
 /// Prints the journal's records, oldest first.
 #[allow(clippy::needless_pass_by_value)] // every subcommand's `run` takes its args by value
 pub fn run(args: HistoryArgs, _global: &GlobalOpts) -> miette::Result<ExitCode> {
+    if !args.journal.exists() {
+        eprintln!(
+            "no journal at {}: espfleetd has not recorded any flash attempt there yet (is it \
+             installed and running? with another --state-dir, pass --journal PATH)",
+            args.journal.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     let contents = journal::read(&args.journal)?;
     if contents.torn_lines > 0 {
         tracing::warn!(
@@ -81,6 +98,17 @@ pub fn run(args: HistoryArgs, _global: &GlobalOpts) -> miette::Result<ExitCode> 
         out.push('\n');
     }
     print!("{out}");
+    if records.is_empty() {
+        if contents.records.is_empty() {
+            eprintln!("{}: no flash attempts recorded yet", args.journal.display());
+        } else {
+            eprintln!(
+                "no attempts match ({} recorded in {})",
+                contents.records.len(),
+                args.journal.display()
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use espfleet_compiler::flash_map::FlashMap;
 use espfleet_compiler::inspect::{self, Kind};
 
 use super::GlobalOpts;
@@ -63,7 +64,11 @@ and flasher_args.json. Certificates and keys are summarised (PEM label, subject,
 material is never printed.\n\
 Examples:\n  espfleet inspect out/wroom-32/factory/factory_WROOM-32.bin\n  \
 espfleet inspect out/wroom-32/customized_partitions/mfg_nvs.bin --format json\n  \
-espfleet inspect dump.bin --kind nvs"
+espfleet inspect dump.bin --kind nvs\n  \
+espfleet inspect out/wroom-32/factory/factory_WROOM-32.bin --svg flash-map.svg\n\n\
+--svg FILE also draws the flash map of a merged factory image or a partition table to scale \
+(partitions, ESP-AT's at_customize table, the parts holding data) as a standalone SVG; the \
+daemon's bench page draws the maps of the manifests in force with the same renderer."
 )]
 pub struct InspectArgs {
     /// The image to read.
@@ -75,6 +80,9 @@ pub struct InspectArgs {
     /// Read the input as this kind instead of recognising it.
     #[arg(long, value_enum)]
     pub kind: Option<KindArg>,
+    /// Also write the flash map (partitions and parts, to scale) as SVG to this file.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
 }
 
 /// Prints the account of one image.
@@ -84,6 +92,16 @@ pub fn run(args: InspectArgs, _global: &GlobalOpts) -> miette::Result<ExitCode> 
         espfleet_compiler::input::read(&args.image, espfleet_compiler::input::InputKind::IMAGE)?;
     let report = inspect::inspect(&bytes, args.kind.map(KindArg::kind))
         .map_err(|e| miette::Report::new(e).wrap_err(args.image.display().to_string()))?;
+    if let Some(svg) = &args.svg {
+        let map = FlashMap::of_bytes(&bytes)
+            .map_err(|e| miette::Report::new(e).wrap_err(args.image.display().to_string()))?;
+        let title = args
+            .image
+            .file_name()
+            .map_or_else(|| "flash map".into(), |n| n.to_string_lossy().into_owned());
+        espfleet_compiler::output::write_atomic(svg, map.to_svg(&title).as_bytes(), None)
+            .map_err(|e| miette::miette!(code = "espfleet::inspect::svg_write", "{e}"))?;
+    }
     let out = match args.format {
         Format::Text => report.text,
         Format::Json => serde_json::to_string_pretty(&report.json).unwrap_or_default() + "\n",

@@ -21,6 +21,17 @@ use super::GlobalOpts;
 
 /// Arguments of `espfleet nvs`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+The same subcommands, arguments and CSV dialect as `python -m esp_idf_nvs_partition_gen` 0.3.0,
+byte for byte (docs/formats/nvs.md); `dump` is espfleet's own. `espfleet nvs SUBCOMMAND --help`
+shows more examples.
+
+Examples:
+  espfleet nvs generate settings.csv settings.bin 0x6000
+  espfleet nvs dump settings.bin
+
+Exit status: 0 done; 1 the input is invalid or a file cannot be read or written (the Python
+tool uses 1 and 254); 2 bad arguments.")]
 pub struct NvsArgs {
     #[command(subcommand)]
     command: NvsCommand,
@@ -29,17 +40,51 @@ pub struct NvsArgs {
 #[derive(Debug, clap::Subcommand)]
 enum NvsCommand {
     /// Generate an NVS partition image from CSV files.
-    #[command(disable_version_flag = true)]
+    #[command(
+        disable_version_flag = true,
+        after_help = "\
+Examples:
+  espfleet nvs generate settings.csv settings.bin 0x6000
+  espfleet nvs generate factory.csv wifi.csv nvs.bin 24576 --version 2 --outdir out/
+  # ESP-AT v3.1–v4.0 builds (legacy trailing pages, as ESP-IDF <= 5.1 wrote them):
+  espfleet nvs generate mfg_nvs.csv mfg_nvs.bin 0x1C000 --legacy-pages
+
+The CSV has the columns key,type,encoding,value; `file` rows read paths relative to the current
+directory, as the Python tool does."
+    )]
     Generate(GenerateArgs),
     /// Generate an encrypted NVS partition image (XTS-AES) from CSV files.
-    #[command(disable_version_flag = true)]
+    #[command(
+        disable_version_flag = true,
+        after_help = "\
+Examples:
+  espfleet nvs encrypt settings.csv settings-enc.bin 0x6000 --inputkey keys/nvs-keys.bin
+  espfleet nvs encrypt settings.csv settings-enc.bin 0x6000 --keygen --keyfile nvs-keys.bin
+  espfleet nvs encrypt settings.csv settings-enc.bin 0x6000 --keygen --key_protect_hmac --kp_hmac_keygen
+
+Keys files are secrets: they are written with mode 0600 and never printed."
+    )]
     Encrypt(EncryptArgs),
     /// Decrypt an encrypted NVS partition image.
+    #[command(after_help = "\
+Example:
+  espfleet nvs decrypt settings-enc.bin keys/nvs-keys.bin settings.bin")]
     Decrypt(DecryptArgs),
     /// Generate a keys file for NVS encryption.
-    #[command(name = "generate-key")]
+    #[command(
+        name = "generate-key",
+        after_help = "\
+Examples:
+  espfleet nvs generate-key --keyfile nvs-keys.bin              # writes keys/nvs-keys.bin
+  espfleet nvs generate-key --key_protect_hmac --kp_hmac_inputkey hmac-key.bin --outdir out/"
+    )]
     GenerateKey(GenerateKeyArgs),
     /// Print every entry of an image, as a CSV that `generate` turns back into the same bytes, or as JSON.
+    #[command(after_help = "\
+Examples:
+  espfleet nvs dump out/wroom-32/customized_partitions/mfg_nvs.bin
+  espfleet nvs dump settings.bin > settings.csv && espfleet nvs generate settings.csv same.bin 0x6000
+  espfleet nvs dump settings-enc.bin --key keys/nvs-keys.bin --format json")]
     Dump(DumpArgs),
 }
 

@@ -31,6 +31,26 @@ use super::GlobalOpts;
 
 /// Arguments of `espfleet partitions` (gen_esp32part.py's, by name).
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+A drop-in for ESP-IDF's gen_esp32part.py 1.5: the direction follows from the input (a binary
+starts with AA 50), the options and messages are the tool's. The rules are in
+docs/formats/partition-table.md.
+
+Examples:
+  espfleet partitions partitions.csv partition-table.bin
+  espfleet partitions partition-table.bin                 # binary -> CSV on stdout
+  # ESP-AT's primary table: no MD5 record, checked against the flash size:
+  espfleet partitions --disable-md5sum --flash-size 4MB partitions_at.csv partition-table.bin
+  espfleet partitions --offset 0x10000 big.csv big.bin    # table at 0x10000, parts from 0x11000
+  cat partitions.csv | espfleet partitions - - > partition-table.bin
+
+Exit status (gen_esp32part.py's, so build scripts can swap one for the other):
+  0  success
+  1  inputs on which the Python tool crashes: values that do not fit the binary (type > 255,
+     offset >= 4 GiB, a negative resolved size), text that is not UTF-8, a bad
+     --extra-partition-subtypes value; also failing to write the output
+  2  invalid input reported as such (CSV syntax, layout, verification, flash size, table too
+     large, corrupt binary), unreadable input, bad options")]
 pub struct PartitionsArgs {
     /// CSV or binary partition table to read; `-` reads stdin.
     #[arg(value_name = "INPUT")]
@@ -227,17 +247,10 @@ mod tests {
     use crate::cli::ColorChoice;
 
     fn golden(name: &str) -> PathBuf {
-        let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let shared = match std::env::var_os("ESPFLEET_SHARED_DIR") {
-            Some(dir) => PathBuf::from(dir),
-            None => manifest_dir
-                .ancestors()
-                .skip(2)
-                .map(|a| a.join("shared"))
-                .find(|p| p.join("golden/manifest.json").is_file())
-                .expect("shared/ not found beside the repository; set ESPFLEET_SHARED_DIR"),
-        };
-        shared.join("golden/partitions").join(name)
+        // The golden vectors in the repository (see tests/data/golden/README.md).
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/data/golden/partitions")
+            .join(name)
     }
 
     fn args(input: &Path, output: &Path, extra: &[&str]) -> PartitionsArgs {
@@ -344,7 +357,7 @@ mod tests {
     }
 
     /// What a user sees for a table with several problems: every error with its line and a
-    /// help, in the tool's order (expected text written by hand from the messages in the spec).
+    /// help, in the tool's order (expected text written by hand from the messages in `docs/formats/partition-table.md` §3–§6).
     #[test]
     fn errors_name_the_csv_line() {
         let dir = tempfile::tempdir().unwrap();

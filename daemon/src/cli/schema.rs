@@ -8,7 +8,11 @@ use super::GlobalOpts;
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "The schema describes a manifest's JSON form (one member per KDL node, \
-properties as members). The same text is checked in as schemas/manifest.schema.json."
+properties as members). The same text is checked in as schemas/manifest.schema.json.
+
+Examples:
+  espfleet schema > manifest.schema.json
+  espfleet schema | jq '.properties | keys'"
 )]
 pub struct SchemaArgs {}
 

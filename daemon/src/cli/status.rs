@@ -9,10 +9,19 @@ use crate::daemon::status;
 
 /// Arguments of `espfleet status`.
 #[derive(Debug, clap::Args)]
-#[command(
-    after_help = "Asks espfleetd over its Unix socket (mode 0660: root and the espfleet \
-group). Exit code 1 when no daemon answers."
-)]
+#[command(after_help = "\
+Asks espfleetd over its Unix socket (mode 0660: root and the espfleet group).
+
+Examples:
+  espfleet status
+  espfleet status --json | jq '.ports[] | select(.state == \"flashing\")'
+  espfleet status --socket /tmp/espfleet.sock      # a daemon started with --socket
+
+With --json the answer always has \"running\": true and the daemon's pid, manifests and ports;
+when no daemon answers it is {\"running\": false, \"socket\": ..., \"error\": ...}.
+
+Exit status: 0 the daemon answered; 1 no daemon answered (not running, or no permission on the
+socket); 2 bad arguments.")]
 pub struct StatusArgs {
     /// Print the daemon's answer as JSON.
     #[arg(long)]
@@ -29,11 +38,25 @@ pub struct StatusArgs {
 /// Prints the daemon's manifests and ports.
 #[allow(clippy::needless_pass_by_value)] // every subcommand's `run` takes its args by value
 pub fn run(args: StatusArgs, _global: &GlobalOpts) -> miette::Result<ExitCode> {
-    let snap = status::query(&args.socket)?;
+    let snap = match status::query(&args.socket) {
+        Ok(snap) => snap,
+        Err(e) if args.json => {
+            let down = serde_json::json!({
+                "running": false,
+                "socket": args.socket,
+                "error": e.to_string(),
+            });
+            println!("{down:#}");
+            eprintln!("{:?}", miette::Report::new(e));
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) => return Err(e.into()),
+    };
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&snap).map_err(|e| miette::miette!("{e}"))?
+        // The same bytes the bench page's `GET /api/status` serves.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stdout().lock(),
+            status::to_json(&snap).as_bytes(),
         );
         return Ok(ExitCode::SUCCESS);
     }

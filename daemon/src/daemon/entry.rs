@@ -1,6 +1,7 @@
 //! `espfleetd`'s command line: arguments, logging, and the production source, loader and
 //! connector wired into [`super::run`].
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -15,7 +16,19 @@ use super::{DaemonConfig, integration, udev_source};
 /// they are plugged in. Meant to run under systemd (see systemd/espfleetd.service); logs go to
 /// stderr.
 #[derive(Debug, Parser)]
-#[command(name = "espfleetd", version, max_term_width = 100)]
+#[command(
+    name = "espfleetd",
+    version,
+    max_term_width = 100,
+    after_help = "Examples:\n  \
+espfleetd --manifests /etc/espfleet/manifests\n  \
+espfleetd --http                         # bench page on http://127.0.0.1:8420/\n  \
+espfleetd --http 127.0.0.1:9000          # another port, still loopback only\n  \
+espfleetd --http 0.0.0.0:8420 --http-host bench-7.lab   # the lab network, by name\n\n\
+The bench page (docs/bench-page.md) is read-only and shows no key material; it has no login, \
+so only listen beyond loopback on a network you trust. Exit status 1 when a source dies \
+(systemd restarts the daemon), 2 on bad arguments."
+)]
 pub struct Args {
     /// Directory of `*.kdl` manifests; watched for changes.
     #[arg(
@@ -56,6 +69,20 @@ pub struct Args {
     /// Quiet time after a manifest change before rebuilding, in milliseconds.
     #[arg(long, default_value_t = 200)]
     pub debounce_ms: u64,
+    /// Serve the live bench page and its JSON API on ADDR (off unless given; without a value
+    /// 127.0.0.1:8420, loopback only).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        num_args = 0..=1,
+        default_missing_value = super::http::DEFAULT_ADDR
+    )]
+    pub http: Option<SocketAddr>,
+    /// A host name the bench page answers to besides IP addresses and `localhost`
+    /// (repeatable). Requests naming any other host are refused, which stops DNS-rebinding
+    /// pages from reading the bench through a browser.
+    #[arg(long, value_name = "NAME", requires = "http")]
+    pub http_host: Vec<String>,
 }
 
 /// Entry point of the binary.
@@ -87,6 +114,11 @@ pub fn main() -> ExitCode {
             ..RetryPolicy::default()
         },
         debounce: Duration::from_millis(args.debounce_ms),
+        http: args.http.map(|addr| super::http::HttpConfig {
+            addr,
+            allowed_hosts: args.http_host.clone(),
+            limits: super::http::Limits::default(),
+        }),
     };
     let loader = Arc::new(integration::CompilerLoader::new(args.cache_dir.clone()));
     let connector = Arc::new(integration::SerialConnector::new(args.baud));

@@ -33,6 +33,8 @@ pub struct DaemonConfig {
     pub retry: RetryPolicy,
     /// Quiet time after a change in the manifest directory before rescanning it.
     pub debounce: Duration,
+    /// Serve the bench page (`--http`); off when `None`.
+    pub http: Option<super::http::HttpConfig>,
 }
 
 /// Why the daemon stopped with an error. Every variant makes `espfleetd` exit with status 1,
@@ -73,6 +75,10 @@ pub enum DaemonError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Status(#[from] status::StatusError),
+    /// The bench page could not be served.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Http(#[from] super::http::HttpError),
     /// A thread could not be started.
     #[error("starting a thread: {0}")]
     #[diagnostic(
@@ -126,6 +132,44 @@ struct PortEntry {
     progress: Progress,
     attempt: u32,
     detail: Option<String>,
+    /// Timing for the status (elapsed time and rate on the bench page).
+    timing: Timing,
+}
+
+/// When work on a plug-in began and ended, and when the current flash attempt began.
+#[derive(Debug, Clone, Copy, Default)]
+struct Timing {
+    since: Option<SystemTime>,
+    until: Option<SystemTime>,
+    flash_start: Option<Instant>,
+    rate: Option<u64>,
+}
+
+impl Timing {
+    fn begin() -> Self {
+        Timing {
+            since: Some(SystemTime::now()),
+            ..Timing::default()
+        }
+    }
+
+    fn end(&mut self) {
+        self.until.get_or_insert_with(SystemTime::now);
+    }
+
+    fn progress(&mut self, done: u64) {
+        if let Some(start) = self.flash_start {
+            let ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+            if ms >= 200 {
+                self.rate = Some(done.saturating_mul(1000) / ms);
+            }
+        }
+    }
+}
+
+fn unix_ms(t: Option<SystemTime>) -> Option<u64> {
+    t.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[derive(Default)]
@@ -151,6 +195,8 @@ pub struct Daemon {
     notifier: Notifier,
     shared: Shared,
     totals: Totals,
+    /// The flash maps the bench page shows, refreshed after every rescan.
+    maps: super::page::FlashMaps,
 }
 
 impl Daemon {
@@ -180,6 +226,7 @@ impl Daemon {
             notifier,
             shared: Shared::default(),
             totals: Totals::default(),
+            maps: super::page::FlashMaps::default(),
         })
     }
 
@@ -214,6 +261,10 @@ impl Daemon {
                 })
                 .map_err(DaemonError::Spawn)?;
         }
+        let _page = match self.config.http.clone() {
+            Some(http) => Some(self.serve_page(http)?),
+            None => None,
+        };
         let source_name = source.name();
         let tx = self.tx.clone();
         std::thread::Builder::new()
@@ -300,6 +351,34 @@ impl Daemon {
         result
     }
 
+    /// Starts the bench page (binding now, so a bad address fails the start).
+    fn serve_page(
+        &self,
+        http: super::http::HttpConfig,
+    ) -> Result<super::http::HttpHandle, DaemonError> {
+        let page = super::page::Page::new(super::page::PageSources {
+            status: self.shared.clone(),
+            maps: self.maps.clone(),
+            journal: self.config.journal.clone(),
+        });
+        let tx = self.tx.clone();
+        let handle =
+            super::http::start(http.addr, http.allowed_hosts, http.limits, page, move |e| {
+                let _ = tx.send(Event::SourceDied {
+                    source: "bench page",
+                    error: e.to_string(),
+                });
+            })?;
+        let addr = handle.local_addr();
+        tracing::info!("bench page on http://{addr}/");
+        if !addr.ip().is_loopback() {
+            tracing::warn!(
+                "the bench page listens on {addr}, beyond this machine: anyone who can reach it sees the bench (it is read-only and shows no key material)"
+            );
+        }
+        Ok(handle)
+    }
+
     fn stop_workers(&mut self) {
         for job in self.jobs.values() {
             job.handle
@@ -361,6 +440,7 @@ impl Daemon {
                 }
             }
         }
+        self.maps.update(self.store.in_force());
         let _ = self.notifier.status(&self.summary());
         Ok(())
     }
@@ -425,6 +505,8 @@ impl Daemon {
                 self.left_alone(&port, None, format!("matches no manifest ({why})"));
                 let mut entry = PortEntry::new(port, "left-alone");
                 entry.detail = Some(format!("matches no manifest ({why})"));
+                entry.timing = Timing::begin();
+                entry.timing.end();
                 self.ports.insert(entry.port.syspath.clone(), entry);
             }
         } else {
@@ -459,6 +541,7 @@ impl Daemon {
         let mut entry = PortEntry::new(port.clone(), "connecting");
         entry.job = Some(id);
         entry.attempt = 1;
+        entry.timing = Timing::begin();
         self.ports.insert(port.syspath.clone(), entry);
         self.jobs.insert(
             id,
@@ -509,6 +592,12 @@ impl Daemon {
                 job.progress = p;
                 if let Some(e) = entry {
                     e.progress = p;
+                    e.timing.progress(p.done);
+                    // Every byte is sent (or found in place): what is left is the flasher
+                    // reading back each part's MD5.
+                    if e.state == "flashing" && p.total > 0 && p.done >= p.total {
+                        e.state = "verifying";
+                    }
                 }
             }
             WorkerEvent::AttemptFinished {
@@ -525,9 +614,13 @@ impl Daemon {
                 }
                 if let Some(e) = self.ports.get_mut(&syspath).filter(|e| e.job == Some(id)) {
                     e.job = None;
-                    if matches!(e.state, "connecting" | "flashing" | "retrying") {
+                    if matches!(
+                        e.state,
+                        "connecting" | "flashing" | "verifying" | "retrying"
+                    ) {
                         e.state = "idle";
                     }
+                    e.timing.end();
                 }
             }
         }
@@ -567,6 +660,8 @@ impl Daemon {
                     e.state = "flashing";
                     e.manifest = Some(key);
                     e.progress = Progress { done: 0, total };
+                    e.timing.flash_start = Some(Instant::now());
+                    e.timing.rate = None;
                 }
                 return;
             }
@@ -595,6 +690,7 @@ impl Daemon {
         {
             e.state = "left-alone";
             e.detail = Some(reason);
+            e.timing.end();
         }
     }
 
@@ -715,6 +811,10 @@ impl Daemon {
             e.state = state;
             e.detail = detail;
             e.attempt = attempt + u32::from(retry_in_ms.is_some());
+            if state != "retrying" {
+                e.timing.progress(e.progress.done);
+                e.timing.end();
+            }
         }
         let _ = self.notifier.status(&self.summary());
         Ok(())
@@ -750,6 +850,10 @@ impl Daemon {
                     total: e.progress.total,
                     attempt: e.attempt,
                     detail: e.detail.clone(),
+                    serial: None,
+                    since_ms: unix_ms(e.timing.since),
+                    until_ms: unix_ms(e.timing.until),
+                    rate: e.timing.rate,
                 })
                 .collect(),
         };
@@ -768,6 +872,7 @@ impl PortEntry {
             progress: Progress { done: 0, total: 0 },
             attempt: 0,
             detail: None,
+            timing: Timing::default(),
         }
     }
 }

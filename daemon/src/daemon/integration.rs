@@ -39,12 +39,20 @@ impl ManifestLoader for CompilerLoader {
     fn load(&self, path: &Path) -> Result<LoadedManifest, String> {
         let (plan, _warnings) = espfleet_compiler::manifest::load(path).map_err(|d| render(&d))?;
         let image = build_image(&plan, &self.cache_dir)?;
+        let extends = plan
+            .files
+            .0
+            .keys()
+            .filter(|p| p.extension().is_some_and(|e| e == "kdl") && p.as_path() != path)
+            .cloned()
+            .collect();
         Ok(LoadedManifest {
             file: String::new(),
             name: plan.name.clone(),
             chip: plan.chip,
             rules: plan.matches.clone(),
             image: std::sync::Arc::new(image),
+            extends,
         })
     }
 }
@@ -163,27 +171,29 @@ impl BoardSession for SerialSession {
         };
         let sizes: Vec<u64> = image.segments.iter().map(|s| s.data.len() as u64).collect();
         let total: u64 = sizes.iter().sum();
-        let mut finished = 0u64;
-        let mut on_event = |ev: FlashEvent| match ev {
-            FlashEvent::PartUnchanged { index } | FlashEvent::PartWritten { index } => {
-                finished += sizes[index];
-                progress(Progress {
-                    done: finished,
-                    total,
-                });
-            }
-            FlashEvent::PartProgress {
-                index,
-                done,
-                blocks,
-            } if blocks > 0 => {
-                let part = sizes[index] * done as u64 / blocks as u64;
-                progress(Progress {
-                    done: finished + part,
-                    total,
-                });
-            }
-            _ => {}
+        // Bytes accounted per part: a part counts in full once found unchanged or once all
+        // its blocks are sent. The flasher sends every changed part before verifying any
+        // (PartWritten comes with the verification), so a running sum of finished parts
+        // plus the current one would fall back at each new part; this never does.
+        let mut accounted = vec![0u64; sizes.len()];
+        let mut on_event = |ev: FlashEvent| {
+            let (index, bytes) = match ev {
+                FlashEvent::PartUnchanged { index } | FlashEvent::PartWritten { index } => {
+                    (index, sizes[index])
+                }
+                FlashEvent::PartProgress {
+                    index,
+                    done,
+                    blocks,
+                } if blocks > 0 => (index, sizes[index] * done as u64 / blocks as u64),
+                _ => return,
+            };
+            let slot = &mut accounted[index];
+            *slot = (*slot).max(bytes.min(sizes[index]));
+            progress(Progress {
+                done: accounted.iter().sum(),
+                total,
+            });
         };
         match session.flash(image, &mut on_event) {
             Ok(r) => Ok(FlashReport {

@@ -1,5 +1,10 @@
-//! The manifests in force: one per `*.kdl` file in the manifest directory, each the last
-//! version that built.
+//! The manifests in force: one per `*.kdl` file in the manifest directory or any folder below
+//! it, each the last version that built.
+//!
+//! The directory holds whole fleet folders — manifests with the certificates, keys and firmware
+//! they reference — laid out as `espfleet build DIR` reads them: a manifest that another
+//! manifest of the directory extends is a base and is not flashed on its own. Manifests are
+//! named by their path below the directory (`bench/devices/bench-01.kdl`).
 //!
 //! On every change in the directory the whole directory is rescanned and every manifest
 //! reloaded (builds go through the compiler's cache, so an unchanged manifest costs a cache
@@ -18,7 +23,8 @@ use espfleet_compiler::target::Chip;
 /// A manifest that built: what matching and flashing need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadedManifest {
-    /// File name in the manifest directory (`bench-c3.kdl`): the key in logs and the journal.
+    /// Path below the manifest directory (`bench-c3.kdl`, `bench/devices/bench-01.kdl`): the
+    /// key in logs and the journal.
     pub file: String,
     /// The manifest's own `name`.
     pub name: String,
@@ -28,6 +34,9 @@ pub struct LoadedManifest {
     pub rules: Vec<MatchRule>,
     /// The images.
     pub image: Arc<FlashImage>,
+    /// Other manifest files this one extends (directly or through a base), as read: they are
+    /// bases, not devices.
+    pub extends: Vec<PathBuf>,
 }
 
 /// Turns a manifest file into images. The production loader parses, resolves and builds
@@ -86,23 +95,45 @@ pub fn is_manifest_file(name: &str) -> bool {
 }
 
 impl ManifestStore {
-    /// Rescans `dir`, reloading every manifest, and returns what changed.
+    /// Rescans `dir` and the folders below it, reloading every manifest, and returns what
+    /// changed. Bases (files another manifest that built extends) are left out.
     pub fn rescan(
         &mut self,
         dir: &Path,
         loader: &dyn ManifestLoader,
     ) -> std::io::Result<Vec<Change>> {
-        let mut files: Vec<(String, PathBuf)> = Vec::new();
-        for entry in fs_err::read_dir(dir)? {
-            let entry = entry?;
-            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+        let mut found: Vec<(String, PathBuf)> = Vec::new();
+        for path in espfleet_compiler::manifest::discover::discover(&[dir.to_owned()])? {
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            let Some(key) = path.strip_prefix(dir).ok().and_then(Path::to_str) else {
                 continue;
             };
-            if is_manifest_file(&name) && entry.file_type().is_ok_and(|t| !t.is_dir()) {
-                files.push((name, entry.path()));
+            if is_manifest_file(name) {
+                found.push((key.to_owned(), path.clone()));
             }
         }
-        files.sort();
+        found.sort();
+        let results: Vec<(String, PathBuf, Result<LoadedManifest, String>)> = found
+            .into_iter()
+            .map(|(key, path)| {
+                let result = loader.load(&path);
+                (key, path, result)
+            })
+            .collect();
+        let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        let bases: std::collections::BTreeSet<PathBuf> = results
+            .iter()
+            .filter_map(|(_, _, r)| r.as_ref().ok())
+            .flat_map(|m| m.extends.iter().map(|p| canon(p)))
+            .collect();
+        let files: Vec<(String, Result<LoadedManifest, String>)> = results
+            .into_iter()
+            .filter(|(_, path, _)| !bases.contains(&canon(path)))
+            .map(|(key, _, result)| (key, result))
+            .collect();
         let mut changes = Vec::new();
         let present: std::collections::BTreeSet<&str> =
             files.iter().map(|(n, _)| n.as_str()).collect();
@@ -116,8 +147,8 @@ impl ManifestStore {
             self.entries.remove(&file);
             changes.push(Change::Removed { file });
         }
-        for (file, path) in files {
-            let result = loader.load(&path).map(|mut m| {
+        for (file, result) in files {
+            let result = result.map(|mut m| {
                 m.file.clone_from(&file);
                 m
             });
@@ -191,6 +222,7 @@ impl ManifestStore {
                 name: e.good.as_ref().map(|m| m.name.clone()),
                 error: e.error.clone(),
                 in_force: e.good.is_some(),
+                pool: None,
             })
             .collect()
     }
@@ -208,10 +240,17 @@ mod tests {
     impl ManifestLoader for LineLoader {
         fn load(&self, path: &Path) -> Result<LoadedManifest, String> {
             let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-            let byte: u8 = text
-                .strip_prefix("ok ")
+            let mut lines = text.lines();
+            let byte: u8 = lines
+                .next()
+                .and_then(|l| l.strip_prefix("ok "))
                 .and_then(|b| b.trim().parse().ok())
                 .ok_or(text.clone())?;
+            // A second line `extends FILE` names a base, relative to this file.
+            let extends = lines
+                .filter_map(|l| l.strip_prefix("extends "))
+                .map(|f| path.parent().unwrap().join(f))
+                .collect();
             Ok(LoadedManifest {
                 file: String::new(),
                 name: "n".into(),
@@ -233,6 +272,7 @@ mod tests {
                         data: vec![byte; 16].into(),
                     }],
                 }),
+                extends,
             })
         }
     }
@@ -293,6 +333,41 @@ mod tests {
             }]
         );
         assert!(store.get("a.kdl").is_none());
+    }
+
+    #[test]
+    fn fleet_folders_are_read_with_their_bases_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let fleet = dir.path().join("bench");
+        std::fs::create_dir_all(fleet.join("devices")).unwrap();
+        std::fs::write(fleet.join("base.kdl"), "ok 9").unwrap();
+        std::fs::write(fleet.join("devices/b1.kdl"), "ok 1\nextends ../base.kdl").unwrap();
+        std::fs::write(fleet.join("devices/b2.kdl"), "ok 2\nextends ../base.kdl").unwrap();
+        std::fs::write(dir.path().join("top.kdl"), "ok 3").unwrap();
+        let mut store = ManifestStore::default();
+        let changes = store.rescan(dir.path(), &LineLoader).unwrap();
+        let loaded: Vec<&str> = changes
+            .iter()
+            .map(|c| match c {
+                Change::Loaded { file, .. } => file.as_str(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            loaded,
+            ["bench/devices/b1.kdl", "bench/devices/b2.kdl", "top.kdl"],
+            "the base is not a device"
+        );
+        assert_eq!(store.candidates().len(), 3);
+
+        // A device that no longer extends it turns the base into a manifest of its own.
+        std::fs::remove_file(fleet.join("devices/b1.kdl")).unwrap();
+        std::fs::remove_file(fleet.join("devices/b2.kdl")).unwrap();
+        let changes = store.rescan(dir.path(), &LineLoader).unwrap();
+        assert!(changes.contains(&Change::Loaded {
+            file: "bench/base.kdl".into(),
+            replaced: false
+        }));
     }
 
     #[test]

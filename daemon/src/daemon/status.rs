@@ -38,6 +38,21 @@ pub struct ManifestStatus {
     pub error: Option<String>,
     /// Whether a good version is in force.
     pub in_force: bool,
+    /// The manifest's certificate pool, when its identity section takes certificates from a
+    /// pool. Integration point for per-device identity (issue 15): `None` until the identity
+    /// store reports it; the bench page shows "—" meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<PoolStatus>,
+}
+
+/// What is left in a manifest's pool of ready-made certificate/key pairs. Counts only: no
+/// certificate, key or file name of the pool is ever part of a status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolStatus {
+    /// Pairs not yet handed to a board.
+    pub remaining: u64,
+    /// The manifest's warning threshold: below this many, status and the page warn.
+    pub warn_below: u64,
 }
 
 /// One port.
@@ -47,8 +62,9 @@ pub struct PortStatus {
     pub port: String,
     /// Bench slot (USB path).
     pub slot: String,
-    /// What is happening: `connecting`, `flashing`, `retrying`, `flashed`, `verified`,
-    /// `failed`, `left-alone`, `present` (there at start, not flashed).
+    /// What is happening: `connecting`, `flashing`, `verifying` (every byte sent, reading
+    /// back MD5s), `retrying`, `flashed`, `verified`, `failed`, `left-alone`, `present`
+    /// (there at start, not flashed), `idle`.
     pub state: String,
     /// Manifest file in use or used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -68,10 +84,37 @@ pub struct PortStatus {
     /// Last error or reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The board's serial number. Integration point for per-device identity (issue 15):
+    /// `None` until the identity store allocates one for this board's MAC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    /// When work on this plug-in began (the worker started), in milliseconds since the Unix
+    /// epoch. With `until_ms` and the clock it gives the elapsed time a page shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_ms: Option<u64>,
+    /// When the plug-in reached its outcome (flashed, verified, failed, left alone), in
+    /// milliseconds since the Unix epoch; absent while work goes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<u64>,
+    /// Average progress rate of the current (or last) flash attempt, in bytes per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<u64>,
 }
 
 /// The snapshot the loop publishes and the socket serves.
 pub type Shared = Arc<Mutex<Snapshot>>;
+
+/// The one JSON form of a running daemon's snapshot: what `espfleet status --json` prints and
+/// what the bench page's `GET /api/status` serves, byte for byte — the snapshot's fields plus
+/// `"running": true` (a script tells it from the `"running": false` document `status --json`
+/// prints when no daemon answers), pretty-printed, one trailing newline.
+pub fn to_json(snap: &Snapshot) -> String {
+    let mut value = serde_json::to_value(snap).unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        map.insert("running".into(), serde_json::Value::Bool(true));
+    }
+    format!("{value:#}\n")
+}
 
 /// Status socket errors.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -203,6 +246,10 @@ mod tests {
             total: 100,
             attempt: 1,
             detail: None,
+            serial: None,
+            since_ms: Some(1_795_227_556_250),
+            until_ms: None,
+            rate: Some(90_000),
         });
         let s2 = shared.clone();
         std::thread::spawn(move || serve(&listener, &s2));

@@ -1,6 +1,7 @@
-//! Watches the manifest directory with inotify (via `notify`) and reports "something changed".
+//! Watches the manifest directory and every folder below it (fleet folders) with inotify (via
+//! `notify`) and reports "something changed".
 //!
-//! The directory is watched, never single files: editors and `git pull` replace files by
+//! Directories are watched, never single files: editors and `git pull` replace files by
 //! rename or unlink + create, which would orphan a per-file watch. Access events are ignored;
 //! every other event becomes [`Event::ManifestsChanged`], which the loop debounces before
 //! rescanning. If the directory itself goes away the watch is dead, so the source reports
@@ -49,7 +50,7 @@ pub fn watch(dir: &Path, events: mpsc::Sender<Event>) -> notify::Result<Manifest
         };
         let _ = events.send(event);
     })?;
-    watcher.watch(dir, notify::RecursiveMode::NonRecursive)?;
+    watcher.watch(dir, notify::RecursiveMode::Recursive)?;
     Ok(ManifestWatcher { _watcher: watcher })
 }
 
@@ -65,6 +66,17 @@ mod tests {
         let _w = watch(dir.path(), tx).unwrap();
         std::fs::write(dir.path().join(".a.kdl.tmp"), "x").unwrap();
         std::fs::rename(dir.path().join(".a.kdl.tmp"), dir.path().join("a.kdl")).unwrap();
+        let ev = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert!(matches!(ev, Event::ManifestsChanged), "{ev:?}");
+    }
+
+    #[test]
+    fn a_change_inside_a_fleet_folder_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("bench/pki")).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let _w = watch(dir.path(), tx).unwrap();
+        std::fs::write(dir.path().join("bench/pki/board.key"), "renewed").unwrap();
         let ev = rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert!(matches!(ev, Event::ManifestsChanged), "{ev:?}");
     }

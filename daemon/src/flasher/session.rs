@@ -252,7 +252,7 @@ impl Loader {
     }
 
     /// The flash's 24-bit JEDEC ID, through the SPI peripheral's user-command registers (the
-    /// sequence of docs/formats/serial-protocol.md, "SPI peripheral emulation").
+    /// sequence of `docs/formats/serial-protocol.md` §6.2).
     fn flash_id(&mut self) -> Result<u32, espflash::Error> {
         let regs = self.esp_chip.spi_registers();
         let c = &mut self.conn;
@@ -298,7 +298,7 @@ impl Loader {
     }
 
     /// Switches loader and port to `baud` (no-op when already there). The ROM is told a prior
-    /// speed of 0, the stub the current one (docs/formats/serial-protocol.md, CHANGE_BAUDRATE).
+    /// speed of 0, the stub the current one (`docs/formats/serial-protocol.md` §6.5).
     pub(crate) fn set_baud(&mut self, baud: u32) -> Result<(), espflash::Error> {
         if baud == self.baud {
             return Ok(());

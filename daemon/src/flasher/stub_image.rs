@@ -82,7 +82,7 @@ mod tests {
             );
             let stub = StubImage::of(chip);
             assert!(stub.text.len() > 1000 && !stub.data.is_empty(), "{name}");
-            // The entries espflash and esptool jump to (docs/formats/serial-protocol.md, the
+            // The entries espflash and esptool jump to (`docs/formats/serial-protocol.md` §6.9, the
             // stub upload): ESP32 0x400A902C, ESP32-C3 0x40380E9A.
             let want = match chip {
                 Chip::Esp32 => 0x400A_902C,

@@ -84,7 +84,7 @@ impl Resolver<'_> {
                 }
             }
             if era == Era::A {
-                // Container: 8-byte header, then per item 4 bytes + data padded to 4 (spec 5.1).
+                // Container: 8-byte header, then per item 4 bytes + data padded to 4 (`docs/formats/esp-at-images.md` §5.1).
                 let size = 8 + p
                     .files
                     .iter()

@@ -1,5 +1,5 @@
-//! Loader rules, frame by frame (spec sections 5 to 9). Expected bytes are worked out by hand
-//! from the spec; deflate inputs are made with miniz_oxide's compressor (the expected output is
+//! Loader rules, frame by frame (`docs/formats/serial-protocol.md` §5 to §9). Expected bytes are worked out by hand
+//! from `docs/formats/serial-protocol.md`; deflate inputs are made with miniz_oxide's compressor (the expected output is
 //! the original data).
 
 use espfleet_compiler::target::Chip;
@@ -144,7 +144,7 @@ fn chip_identification() {
     assert_eq!(le32(&data, 0) & 4, 0, "secure download mode off");
     start_stub(&mut c3);
     assert_eq!(reply(&mut c3, op::GET_SECURITY_INFO, &[]).1.len(), 22);
-    // MAC words (spec 7.2) for 58:cf:79:12:34:56.
+    // MAC words (`docs/formats/serial-protocol.md` §7.2) for 58:cf:79:12:34:56.
     assert_eq!(
         reply(&mut c3, op::READ_REG, &words(&[0x6000_8844])).0,
         0x7912_3456
@@ -177,7 +177,7 @@ fn uart_clkdiv_follows_the_baud() {
     );
 }
 
-/// The JEDEC ID dance of both clients (spec 6.2) on each chip's SPI registers.
+/// The JEDEC ID dance of both clients (`docs/formats/serial-protocol.md` §6.2) on each chip's SPI registers.
 #[test]
 fn jedec_id_through_spi_registers() {
     for chip in Chip::ALL {

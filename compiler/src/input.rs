@@ -44,11 +44,13 @@ impl InputKind {
         max: MIB,
         quoted: true,
     };
-    /// An NVS generator CSV (`nvs generate`); its values fill at most one NVS partition.
+    /// An NVS generator CSV (`nvs generate`); its values fill at most one NVS partition. Its
+    /// rows may hold a key inline (a `string` value), so it is not refused for one: the NVS
+    /// reader then shows no source lines in its diagnostics (`nvs::csv`).
     pub const NVS_CSV: InputKind = InputKind {
         what: "an NVS CSV",
         max: 64 * MIB,
-        quoted: true,
+        quoted: false,
     };
     /// A certificate or private key (PEM or DER).
     pub const CERTIFICATE: InputKind = InputKind {
@@ -324,6 +326,34 @@ fn open_nonblocking(path: &Path) -> std::io::Result<File> {
         Mode::empty(),
     )?;
     Ok(File::from(fd))
+}
+
+/// The base64 lines of every PEM private key block in `text` (what must never be quoted).
+pub fn private_key_lines(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in text.lines() {
+        let l = line.trim();
+        // The markers may share a line with other text (a key quoted in a CSV field).
+        if l.contains("-----BEGIN ") && l.contains("PRIVATE KEY-----") {
+            inside = true;
+        } else if l.contains("-----END ") {
+            inside = false;
+        } else if inside && !l.is_empty() && !l.contains(':') {
+            out.push(l);
+        }
+    }
+    out
+}
+
+/// Whether `text` contains any 16-character piece of `key_lines` (or a whole shorter line).
+pub fn quotes_key_material(text: &str, key_lines: &[&str]) -> bool {
+    key_lines.iter().any(|line| {
+        line.as_bytes()
+            .chunks(16)
+            .filter(|c| c.len() == 16 || c.len() == line.len())
+            .any(|c| std::str::from_utf8(c).is_ok_and(|c| text.contains(c)))
+    })
 }
 
 /// Whether `bytes` hold a PEM private key block (`-----BEGIN ... PRIVATE KEY-----`: PKCS#8,

@@ -576,3 +576,34 @@ fn values_expired_certificate_is_a_warning_that_deny_warnings_makes_an_error() {
     assert!(Diagnostics::deny_warnings(manifest::load(&path), true).is_err());
     assert!(Diagnostics::deny_warnings(manifest::load(&path), false).is_ok());
 }
+
+#[test]
+fn secrets_nvs_csv_with_an_inline_key_shows_no_source_lines() {
+    use espfleet_compiler::nvs::{self, NvsErrorKind, csv};
+    // A key inline as a string value is legitimate NVS data. An error in another row must not
+    // quote the rows around it; an error in the key's own row (here: the key given as a u8)
+    // must not repeat the value.
+    let key = std::fs::read_to_string(example_key()).unwrap();
+    let generate = |rows: &str| {
+        let input = csv::CsvInput {
+            name: "mfg.csv".into(),
+            text: format!("key,type,encoding,value\nns,namespace,,\n{rows}"),
+        };
+        let err = csv::generate(&[input], &nvs::Options::new(0x6000), Path::new("/")).unwrap_err();
+        let mut out = String::new();
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+            .render_report(&mut out, &err)
+            .unwrap();
+        assert_no_key_material(&out);
+        (err, out)
+    };
+    let (_, out) = generate(&format!(
+        "client_key,data,string,\"{key}\"\nbad,data,u8,300\n"
+    ));
+    assert!(out.contains("out of range"), "{out}");
+    let (err, out) = generate(&format!("client_key,data,u8,\"{key}\"\n"));
+    assert!(
+        matches!(err.kind(), NvsErrorKind::SecretRowInvalid { code } if code == "espfleet::nvs::invalid_integer"),
+        "{out}"
+    );
+}

@@ -612,12 +612,30 @@ impl CsvGenerator {
     /// and Wi-Fi state carry over, as in the generator).
     pub fn add_csv(&mut self, input: &CsvInput) -> Result<(), NvsError> {
         let source = || NamedSource::new(input.name.clone(), input.text.clone());
+        // A CSV holding a private key inline is never quoted: its errors name the line only,
+        // and an error whose message would repeat key material is withheld.
+        let secret = crate::input::holds_private_key(input.text.as_bytes());
+        let key_lines = if secret {
+            crate::input::private_key_lines(&input.text)
+        } else {
+            Vec::new()
+        };
         let located = |e: NvsErrorKind, line: usize, span: (usize, usize)| {
-            e.at(Location::Line {
+            let e = if secret && crate::input::quotes_key_material(&e.to_string(), &key_lines) {
+                let code = miette::Diagnostic::code(&e).map_or_else(String::new, |c| c.to_string());
+                NvsErrorKind::SecretRowInvalid { code }
+            } else {
+                e
+            };
+            let e = e.at(Location::Line {
                 file: input.name.clone(),
                 line,
-            })
-            .with_source(source(), SourceSpan::from(span.0..span.1))
+            });
+            if secret {
+                e
+            } else {
+                e.with_source(source(), SourceSpan::from(span.0..span.1))
+            }
         };
         let names = ["key", "type", "encoding", "value"];
         let mut cols: Option<[Option<usize>; 4]> = None;

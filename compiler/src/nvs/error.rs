@@ -402,6 +402,19 @@ pub enum NvsErrorKind {
         /// The error.
         message: String,
     },
+    /// A row of a CSV holding a private key is invalid, and the usual message would quote key
+    /// material: the details are withheld (docs/input-limits.md).
+    #[error(
+        "this row is invalid ({code}); its text is not shown because the CSV holds a private key"
+    )]
+    #[diagnostic(
+        code(espfleet::nvs::secret_row_invalid),
+        help("look at the row named above in the file itself")
+    )]
+    SecretRowInvalid {
+        /// The code of the withheld error.
+        code: String,
+    },
     /// An image that is not a whole number of pages.
     #[error("the image is {len} bytes, not a multiple of 4096")]
     #[diagnostic(

@@ -7,6 +7,7 @@ pub mod discover;
 pub mod document;
 pub mod error;
 pub mod extends_walk;
+pub mod identity;
 pub mod inputs;
 pub mod kdl_guard;
 pub mod reader;

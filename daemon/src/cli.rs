@@ -14,10 +14,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod build;
+mod build_for_mac;
 mod cache;
 mod check;
 mod flash;
 mod history;
+mod identity;
 mod import;
 mod inspect;
 mod merge_bin;
@@ -105,6 +107,8 @@ enum Command {
     History(history::HistoryArgs),
     /// Ask the running espfleetd what each port is doing.
     Status(status::StatusArgs),
+    /// The identity store: which board got which serial and certificate; export, revoke.
+    Identity(identity::IdentityArgs),
 }
 
 /// Entry point of the `espfleet` binary: parse arguments, set up diagnostics and logging, run.
@@ -132,6 +136,7 @@ pub fn main() -> ExitCode {
         Command::Cache(args) => cache::run(args, &cli.global),
         Command::History(args) => history::run(args, &cli.global),
         Command::Status(args) => status::run(args, &cli.global),
+        Command::Identity(args) => identity::run(args, &cli.global),
     };
     match result {
         Ok(code) => code,

@@ -75,6 +75,10 @@ pub struct Document {
     /// `match vid=0x10c4 pid=0xea60 ...`: which boards the daemon flashes with this manifest.
     #[serde(rename = "match", default, skip_serializing_if = "Vec::is_empty")]
     pub matches: Vec<MatchNode>,
+    /// `identity { serial ... mint ... | pool ... slot ... nvs ... }`: per-device serial,
+    /// certificate and NVS values, allocated when a board is plugged in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<super::identity::IdentityNode>,
 }
 
 /// `module "NAME" chip="esp32"`.
@@ -476,6 +480,7 @@ const TOP_LEVEL: &[&str] = &[
     "ble",
     "firmware",
     "match",
+    "identity",
 ];
 
 /// Parses one manifest file. Problems are returned alongside whatever could be read, so that
@@ -876,6 +881,7 @@ fn parse_top(r: &NodeReader<'_>, doc: &mut Document, problems: &mut Problems) {
                 doc.matches.push(m);
             }
         }
+        "identity" => doc.identity = Some(super::identity::parse(r, problems)),
         _ => unreachable!("checked against TOP_LEVEL"),
     }
 }

@@ -53,11 +53,32 @@ pub struct Plan {
     /// Every file the build reads (manifests, certificates, CSVs, firmware) with its bytes,
     /// read once while resolving so that emitting is pure and cache keys hash contents.
     pub files: InputFiles,
+    /// Per-device identity (`identity` section): applied per board by
+    /// [`crate::identity::personalize`].
+    pub identity: Option<super::identity::IdentityPlan>,
 }
 
-/// Files read while resolving, by path.
-#[derive(Debug, Clone, Default)]
+/// Files read while resolving, by path. Its `Debug` shows each file's size and blake3, never
+/// its bytes: key files are inputs too.
+#[derive(Clone, Default)]
 pub struct InputFiles(pub std::collections::BTreeMap<PathBuf, std::sync::Arc<[u8]>>);
+
+impl std::fmt::Debug for InputFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(path, bytes)| {
+                (
+                    path,
+                    format!(
+                        "{} bytes, blake3 {}",
+                        bytes.len(),
+                        blake3::hash(bytes).to_hex()
+                    ),
+                )
+            }))
+            .finish()
+    }
+}
 
 impl InputFiles {
     /// The bytes of a file the plan names. Every path in a plan is in here.

@@ -601,7 +601,28 @@ fn merge(doc: Document, bases: &[(Place, Document)], diags: &mut Diagnostics) ->
         ble,
         firmware,
         matches: doc.matches,
+        identity: merge_identity(doc.identity, bases, diags),
     }
+}
+
+/// `identity` is taken whole: the manifest's own, else the one base that has it.
+fn merge_identity(
+    own: Option<super::identity::IdentityNode>,
+    bases: &[(Place, Document)],
+    diags: &mut Diagnostics,
+) -> Option<super::identity::IdentityNode> {
+    let b: Vec<_> = bases
+        .iter()
+        .map(|(p, d)| (p.clone(), d.identity.clone()))
+        .collect();
+    pick(
+        "identity",
+        own,
+        &b,
+        |_, _| false,
+        |v| v.place.clone().unwrap_or_else(|| b[0].0.clone()),
+        diags,
+    )
 }
 
 struct Resolver<'a> {
@@ -684,6 +705,7 @@ impl<'a> Resolver<'a> {
         self.check_pki(&pki, era, &at_customize);
         let ble = self.ble(doc, era, &features, &at_customize);
         let firmware = self.firmware(doc, chip, &partition_table, &at_customize);
+        let identity = self.identity(doc, release, &features, &at_customize, &pki);
         let nvs_pages = match doc
             .esp_at
             .as_ref()
@@ -726,7 +748,39 @@ impl<'a> Resolver<'a> {
             firmware,
             matches: doc.matches.iter().map(|m| m.rule.value.clone()).collect(),
             files: InputFiles::default(),
+            identity,
         })
+    }
+
+    /// The `identity` section (resolved in [`super::identity::resolve`]).
+    fn identity(
+        &mut self,
+        doc: &Document,
+        release: Release,
+        features: &BTreeSet<String>,
+        at_customize: &TablePlan,
+        pki: &[PkiPlan],
+    ) -> Option<super::identity::IdentityPlan> {
+        let node = doc.identity.as_ref()?;
+        let cx = super::identity::ResolveContext {
+            release,
+            features,
+            at_customize,
+            pki,
+            top: top_place(self.top),
+        };
+        let mut errors = Vec::new();
+        let (files, diags) = (&mut *self.files, &mut *self.diags);
+        let plan = super::identity::resolve(
+            node,
+            &cx,
+            &mut |path, place| read_file(path, InputKind::CERTIFICATE, Some(place), files, diags),
+            &mut errors,
+        );
+        for e in errors {
+            self.err(e);
+        }
+        plan
     }
 
     fn module(&mut self, doc: &Document) -> Option<&'a Module> {

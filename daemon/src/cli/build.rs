@@ -33,9 +33,15 @@ Images come from the content-addressed cache when their inputs did not change (s
 Lock file: building one directory (or with --lock FILE) records every output's blake3 in \
 DIR/espfleet.lock (JSON, sorted). --locked refuses to write anything when a rebuild differs \
 from the lock and prints the differences.\n\
+Per-device builds (manifests with an identity section): --for-mac MAC... (or --macs-from FILE) \
+allocates each board's identity from the identity store, the one espfleetd uses (a MAC that has \
+one gets it back), and writes the images the daemon would flash on that board to \
+OUT/<manifest name>/<mac hex>/ with identity.json (certificate, no key); see docs/identity.md.\n\
 Examples:\n  espfleet build manifests/examples/wroom-32.kdl --out out/\n  \
 espfleet build manifests/examples/fleet --out out/ --report out/report.json\n  \
-espfleet build manifests/examples/fleet --locked"
+espfleet build manifests/examples/fleet --locked\n  \
+espfleet build fleet/sensor.kdl --for-mac 24:0a:c4:12:34:56 24:0a:c4:12:34:57 --out out/\n  \
+espfleet build fleet/sensor.kdl --macs-from macs.csv --store /var/lib/espfleet/identity.sqlite"
 )]
 #[allow(clippy::struct_excessive_bools)] // independent switches, as clap defines them
 pub struct BuildArgs {
@@ -66,6 +72,9 @@ pub struct BuildArgs {
     /// Neither read nor write a lock file.
     #[arg(long)]
     pub no_lock: bool,
+    /// Per-device builds (`--for-mac`), see `super::build_for_mac`.
+    #[command(flatten)]
+    pub device: super::build_for_mac::DeviceArgs,
 }
 
 /// One built manifest.
@@ -127,6 +136,9 @@ impl Counters {
 
 /// Builds every manifest; prints one line per manifest, diagnostics on stderr.
 pub fn run(args: BuildArgs, global: &GlobalOpts) -> miette::Result<ExitCode> {
+    if args.device.wanted() {
+        return super::build_for_mac::run(&args, global);
+    }
     let files = manifest::discover::discover(&args.manifests)
         .map_err(|e| miette::miette!(code = "espfleet::cli::path_unreadable", "{e}"))?;
     if files.is_empty() {

@@ -123,7 +123,14 @@ pub fn expand_esptool_arguments(
     for arg in &args[at + 1..] {
         match arg.to_str().and_then(|a| a.strip_prefix('@')) {
             Some(file) => {
-                let text = fs_err::read_to_string(file).map_err(|e| e.to_string())?;
+                // Bounded, regular files only (espfleet_compiler::input).
+                let bytes = espfleet_compiler::input::read(
+                    std::path::Path::new(file),
+                    espfleet_compiler::input::InputKind::RECIPE,
+                )
+                .map_err(|e| e.to_string())?;
+                let text =
+                    String::from_utf8(bytes).map_err(|_| format!("{file}: not UTF-8 text"))?;
                 for line in text.lines() {
                     let split = shlex::split(line)
                         .ok_or_else(|| format!("{file}: cannot split line {line:?}"))?;
@@ -236,7 +243,10 @@ pub fn run(args: MergeBinArgs, global: &GlobalOpts) -> miette::Result<ExitCode> 
     }
     let mut parts: Vec<Segment> = Vec::new();
     for (address, file) in addresses {
-        let bytes = fs_err::read(file).into_diagnostic()?;
+        let bytes = espfleet_compiler::input::read(
+            std::path::Path::new(file),
+            espfleet_compiler::input::InputKind::IMAGE,
+        )?;
         parts.extend(merged::input_parts(address, file, bytes)?);
     }
     let image = merged::merge(&parts, &opts, format)?;
